@@ -1,0 +1,206 @@
+// Package nn holds the few neural-network operations the brecq models need,
+// written so that they are fast on GoMLX's pure-Go backend and native on XLA.
+//
+// Activations use the channels-first layout [C, N, H, W] (channel, batch,
+// row, column) throughout: on the Go backend a convolution then becomes
+// shifted slices concatenated on the leading axis and one matrix multiply
+// with no transposes of activation-sized tensors. Weights keep PyTorch's
+// layouts ([out, in/groups, kh, kw] for convolutions, [out, in] for linear).
+package nn
+
+import (
+	"fmt"
+
+	"github.com/gomlx/compute/shapes"
+	"github.com/gomlx/gomlx/core/graph"
+)
+
+// ConvPath selects how Conv2D is computed.
+type ConvPath int
+
+const (
+	// ConvAuto uses ConvPatches on the pure-Go backend and ConvNative elsewhere.
+	ConvAuto ConvPath = iota
+	// ConvPatches builds the kh·kw shifted slices of the zero-padded input,
+	// concatenates them and multiplies by the reshaped kernel (one DotGeneral).
+	ConvPatches
+	// ConvNative uses the backend's convolution (graph.ConvGeneral).
+	ConvNative
+)
+
+// DefaultConvPath is the path ConvAuto resolves to; engine-aware callers set
+// it once (see models.Setup); tests set it explicitly.
+var DefaultConvPath = ConvPatches
+
+// ConvOutSize is the output size of a convolution along one spatial axis with
+// PyTorch's "same-style" padding p = (k−1)/2: ⌊(n + 2p − k)/s⌋ + 1.
+func ConvOutSize(n, k, stride int) int {
+	p := (k - 1) / 2
+	return (n+2*p-k)/stride + 1
+}
+
+// Conv2D computes the 2-D cross-correlation used by PyTorch's nn.Conv2d with
+// padding (k−1)/2 and no bias:
+//
+//	y[o,n,i,j] = Σ_{c,u,v} w[o,c,u,v] · x̃[g(o)·C/G + c, n, s·i + u, s·j + v]
+//
+// where x̃ is x zero-padded by (k−1)/2 on each spatial side, s the stride and
+// G the number of groups (1, or the channel count for a depthwise convolution).
+// x is [C, N, H, W]; w is [O, C/G, kh, kw]; the result is [O, N, Ho, Wo].
+func Conv2D(x, w *graph.Node, stride, groups int, path ConvPath) *graph.Node {
+	if x.Rank() != 4 || w.Rank() != 4 {
+		panic(fmt.Sprintf("nn.Conv2D: want x [C,N,H,W] and w [O,I,kh,kw], got %s and %s", x.Shape(), w.Shape()))
+	}
+	C := x.Shape().Dimensions[0]
+	O, I, kh, kw := w.Shape().Dimensions[0], w.Shape().Dimensions[1], w.Shape().Dimensions[2], w.Shape().Dimensions[3]
+	if groups < 1 || C%groups != 0 || O%groups != 0 || I*groups != C {
+		panic(fmt.Sprintf("nn.Conv2D: %d groups do not fit input channels %d, kernel %s", groups, C, w.Shape()))
+	}
+	if groups != 1 && groups != C {
+		panic(fmt.Sprintf("nn.Conv2D: only groups = 1 or groups = channels (depthwise) are supported, got %d", groups))
+	}
+	if stride < 1 {
+		panic(fmt.Sprintf("nn.Conv2D: stride %d < 1", stride))
+	}
+	if path == ConvAuto {
+		path = DefaultConvPath
+	}
+	if path == ConvNative {
+		return convNative(x, w, stride, groups, kh, kw)
+	}
+	if groups == 1 && stride == 1 && kh*kw > 1 {
+		return convPatchesS1(x, w, kh, kw)
+	}
+	if groups == 1 {
+		return convPatches(x, w, stride, kh, kw)
+	}
+	return depthwisePatches(x, w, stride, kh, kw, O)
+}
+
+func convNative(x, w *graph.Node, stride, groups, kh, kw int) *graph.Node {
+	axes := graph.ConvolveAxesConfig{
+		InputBatch: 1, InputChannels: 0, InputSpatial: []int{2, 3},
+		KernelOutputChannels: 0, KernelInputChannels: 1, KernelSpatial: []int{2, 3},
+		OutputBatch: 1, OutputChannels: 0, OutputSpatial: []int{2, 3},
+	}
+	ph, pw := (kh-1)/2, (kw-1)/2
+	return graph.ConvGeneral(x, w, axes, []int{stride, stride}, [][2]int{{ph, ph}, {pw, pw}}, nil, nil, groups, 1)
+}
+
+// shiftedSlices returns the kh·kw views x̃[:, :, s·i+u, s·j+v] of the
+// zero-padded input, each [C, N, Ho, Wo], in (u, v) row-major order. Padding
+// is built with Concatenate (Pad has no gradient on the Go backend).
+func shiftedSlices(x *graph.Node, stride, kh, kw int) (slices []*graph.Node, ho, wo int) {
+	dims := x.Shape().Dimensions
+	H, W := dims[2], dims[3]
+	ph, pw := (kh-1)/2, (kw-1)/2
+	ho, wo = ConvOutSize(H, kh, stride), ConvOutSize(W, kw, stride)
+	xp := zeroPad(x, ph, pw)
+	for u := 0; u < kh; u++ {
+		for v := 0; v < kw; v++ {
+			if kh == 1 && kw == 1 && stride == 1 {
+				slices = append(slices, xp)
+				continue
+			}
+			s := graph.Slice(xp, graph.AxisRange(), graph.AxisRange(),
+				graph.AxisRange(u, u+stride*(ho-1)+1).Stride(stride),
+				graph.AxisRange(v, v+stride*(wo-1)+1).Stride(stride))
+			slices = append(slices, s)
+		}
+	}
+	return slices, ho, wo
+}
+
+// zeroPad pads the two spatial axes of x [C,N,H,W] with ph rows and pw
+// columns of zeros on each side, using Concatenate so gradients flow.
+func zeroPad(x *graph.Node, ph, pw int) *graph.Node {
+	if ph == 0 && pw == 0 {
+		return x
+	}
+	g := x.Graph()
+	dims := x.Shape().Dimensions
+	C, N, H, W := dims[0], dims[1], dims[2], dims[3]
+	dt := x.DType()
+	if pw > 0 {
+		z := graph.Zeros(g, shapes.Make(dt, C, N, H, pw))
+		x = graph.Concatenate([]*graph.Node{z, x, z}, 3)
+		W += 2 * pw
+	}
+	if ph > 0 {
+		z := graph.Zeros(g, shapes.Make(dt, C, N, ph, W))
+		x = graph.Concatenate([]*graph.Node{z, x, z}, 2)
+	}
+	return x
+}
+
+func convPatches(x, w *graph.Node, stride, kh, kw int) *graph.Node {
+	C, N := x.Shape().Dimensions[0], x.Shape().Dimensions[1]
+	O := w.Shape().Dimensions[0]
+	slices, ho, wo := shiftedSlices(x, stride, kh, kw)
+	var patches *graph.Node
+	if len(slices) == 1 {
+		patches = slices[0]
+	} else {
+		patches = graph.Concatenate(slices, 0) // [K·C, N, Ho, Wo], row (u,v,c)
+	}
+	patches = graph.Reshape(patches, kh*kw*C, N*ho*wo)
+	// Kernel [O, C, kh, kw] → [O, kh, kw, C] → [O, K·C] to match the patch rows.
+	wm := w
+	if kh*kw > 1 {
+		wm = graph.TransposeAllAxes(w, 0, 2, 3, 1)
+	}
+	wm = graph.Reshape(wm, O, kh*kw*C)
+	y := graph.DotGeneral(wm, []int{1}, nil, patches, []int{0}, nil) // [O, N·Ho·Wo]
+	return graph.Reshape(y, O, N, ho, wo)
+}
+
+func depthwisePatches(x, w *graph.Node, stride, kh, kw, O int) *graph.Node {
+	C := x.Shape().Dimensions[0]
+	if O != C {
+		panic(fmt.Sprintf("nn.Conv2D: depthwise needs out channels = in channels, got %d and %d", O, C))
+	}
+	slices, _, _ := shiftedSlices(x, stride, kh, kw)
+	var acc *graph.Node
+	for k, s := range slices {
+		u, v := k/kw, k%kw
+		wk := graph.Slice(w, graph.AxisRange(), graph.AxisRange(), graph.AxisElem(u), graph.AxisElem(v)) // [C,1,1,1]
+		term := graph.Mul(s, graph.Reshape(wk, C, 1, 1, 1))
+		if acc == nil {
+			acc = term
+		} else {
+			acc = graph.Add(acc, term)
+		}
+	}
+	return acc
+}
+
+// convPatchesS1 is convPatches for stride 1 with a hand-written gradient
+// with respect to x: the transposed convolution dx = conv(dy, w̃) with
+// w̃[c,o,u,v] = w[o,c,kh−1−u,kw−1−v], itself computed by patches and one
+// matrix multiply. Autodiff through the shifted slices would instead build
+// kh·kw zero-padded copies of the input (Pad, the gradient of Slice) and sum
+// them, which is the slowest part of the Go backend's backward pass.
+//
+// GoMLX gives custom gradients only to identities, so two are used: one on
+// the output stores the arriving gradient dy, one on the input (created
+// first, hence differentiated later) returns conv(dy, w̃). The input reaches
+// the output differentiably only through a zero-weighted single element, so
+// autodiff visits it; the gradient with respect to w flows through the
+// matrix multiply as usual.
+func convPatchesS1(x, w *graph.Node, kh, kw int) *graph.Node {
+	var dy *graph.Node
+	xi := graph.IdentityWithCustomGradient(x, func(_, _ *graph.Node) *graph.Node {
+		if dy == nil {
+			panic("nn.Conv2D: gradient with respect to the input requested before the output's")
+		}
+		wt := graph.TransposeAllAxes(graph.Reverse(graph.StopGradient(w), 2, 3), 1, 0, 2, 3)
+		return convPatches(dy, wt, 1, kh, kw)
+	})
+	y := convPatches(graph.StopGradient(xi), w, 1, kh, kw)
+	one := graph.Slice(xi, graph.AxisRange(0, 1), graph.AxisRange(0, 1), graph.AxisRange(0, 1), graph.AxisRange(0, 1))
+	y = graph.Add(y, graph.MulScalar(one, 0))
+	return graph.IdentityWithCustomGradient(y, func(_, v *graph.Node) *graph.Node {
+		dy = v
+		return v
+	})
+}

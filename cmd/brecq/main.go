@@ -1,0 +1,54 @@
+// Command brecq trains, evaluates and quantizes CNNs with BRECQ / AdaRound
+// post-training quantization. Run `brecq help` for the subcommands.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `brecq — post-training quantization by block reconstruction (BRECQ, AdaRound)
+
+Usage:
+  brecq <command> [flags]
+
+Commands:
+  train      train the FP ResNet on Fashion-MNIST or MNIST, write a safetensors checkpoint
+  eval       top-1 accuracy and images/s of a checkpoint on the 10 000 test images
+  quantize   quantize a checkpoint (nearest, AdaRound, BRECQ) and evaluate it
+
+Run 'brecq <command> --help' for the flags and examples of each.
+The backend is GOMLX_BACKEND when set, else XLA when a PJRT plugin is installed,
+else GoMLX's pure-Go backend (build with GOEXPERIMENT=simd).
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "train":
+		err = runTrain(args)
+	case "eval":
+		err = runEval(args)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return
+	default:
+		if q, ok := extraCommands[cmd]; ok {
+			err = q(args)
+			break
+		}
+		fmt.Fprintf(os.Stderr, "brecq: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "brecq %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}
+
+// extraCommands are registered by other files of this command.
+var extraCommands = map[string]func([]string) error{}

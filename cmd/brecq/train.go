@@ -1,0 +1,215 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/gomlx/gomlx/core/tensors"
+
+	"github.com/brecq-go/brecq/brecq/engine"
+	"github.com/brecq-go/brecq/brecq/fptrain"
+	"github.com/brecq-go/brecq/brecq/models"
+	"github.com/brecq-go/brecq/datasets"
+	"github.com/brecq-go/brecq/internal/progress"
+	"github.com/brecq-go/brecq/internal/runrec"
+)
+
+// TrainRecord is the JSON record of a training run.
+type TrainRecord struct {
+	Command     string         `json:"command"`
+	Model       string         `json:"model"`
+	Data        string         `json:"data"`
+	Backend     string         `json:"backend"`
+	Seed        uint64         `json:"seed"`
+	Epochs      int            `json:"epochs"`
+	Batch       int            `json:"batch"`
+	LR          float64        `json:"lr"`
+	Momentum    float64        `json:"momentum"`
+	WeightDecay float64        `json:"weight_decay"`
+	Augment     string         `json:"augment"`
+	Machine     string         `json:"machine"`
+	History     []EpochSummary `json:"history"`
+	TestTop1    float64        `json:"test_top1"`
+	WallSeconds float64        `json:"wall_seconds"`
+	Checkpoint  string         `json:"checkpoint"`
+}
+
+// EpochSummary is one epoch of a training run.
+type EpochSummary struct {
+	Epoch        int     `json:"epoch"`
+	TrainLoss    float64 `json:"train_loss"`
+	TrainTop1    float64 `json:"train_top1"`
+	TestTop1     float64 `json:"test_top1"`
+	Seconds      float64 `json:"seconds"`
+	StepSeconds  float64 `json:"seconds_per_step"`
+	LearningRate float64 `json:"lr_end"`
+}
+
+func machine() string {
+	h, _ := os.Hostname()
+	return fmt.Sprintf("%s/%s, %d cores, host %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), h)
+}
+
+func runTrain(args []string) error {
+	fs := flag.NewFlagSet("train", flag.ContinueOnError)
+	data := fs.String("data", "fashion-mnist", "data set: fashion-mnist or mnist")
+	depth := fs.Int("depth", 20, "ResNet depth (6n+2)")
+	width := fs.Int("width", 1, "channel width multiplier")
+	epochs := fs.Int("epochs", 10, "epochs")
+	batch := fs.Int("batch", 128, "batch size")
+	lr := fs.Float64("lr", 0.1, "initial learning rate (cosine decay to 0)")
+	wd := fs.Float64("wd", 5e-4, "weight decay")
+	seed := fs.Uint64("seed", 1, "random seed (initialisation, shuffling, augmentation)")
+	out := fs.String("out", "resnet20-fmnist.safetensors", "checkpoint to write (after every epoch, atomically)")
+	jsonOut := fs.String("json", "", "run record (JSON) to write; default: <out without extension>.json")
+	resume := fs.String("resume", "", "checkpoint to resume from (its metadata holds the finished epoch)")
+	maxSteps := fs.Int("max-steps", 0, "stop after this many steps in total (0 = all; for smoke tests)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: brecq train [flags]
+
+Trains the CIFAR-style ResNet on 28x28 images: SGD momentum 0.9, cosine learning
+rate, weight decay, random crop (padding 2) + horizontal flip, and writes a
+PyTorch-layout safetensors checkpoint after every epoch.
+
+Examples:
+  brecq train --epochs 10 --out resnet20-fmnist.safetensors
+  brecq train --data mnist --epochs 3 --out resnet20-mnist.safetensors
+  brecq train --resume resnet20-fmnist.safetensors --epochs 10   # continue
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *epochs < 1 || *batch < 1 || *lr <= 0 {
+		return fmt.Errorf("--epochs, --batch and --lr must be positive (got %d, %d, %g)", *epochs, *batch, *lr)
+	}
+	if *jsonOut == "" {
+		*jsonOut = trimExt(*out) + ".json"
+	}
+	if err := engine.Announce(os.Stdout); err != nil {
+		return err
+	}
+	backend, _ := engine.Backend()
+	ds, err := datasets.Load(*data)
+	if err != nil {
+		return err
+	}
+	net, err := models.CIFARResNet(*depth, *width, 1, ds.Train.H, ds.Train.W, ds.NumClasses)
+	if err != nil {
+		return err
+	}
+	params := fptrain.Init(net, *seed)
+	startEpoch := 0
+	rec := TrainRecord{Command: "train", Model: net.Name, Data: ds.Name, Backend: engine.Name(), Seed: *seed,
+		Epochs: *epochs, Batch: *batch, LR: *lr, Momentum: 0.9, WeightDecay: *wd, Augment: "crop pad 2 + hflip",
+		Machine: machine(), Checkpoint: filepath.Base(*out)}
+	if *resume != "" {
+		p, meta, err := models.LoadParams(*resume, net)
+		if err != nil {
+			return err
+		}
+		params = p
+		if e, err := strconv.Atoi(meta["epoch"]); err == nil {
+			startEpoch = e
+		}
+		if prev, err := os.ReadFile(*jsonOut); err == nil {
+			_ = jsonUnmarshal(prev, &rec)
+			rec.History = rec.History[:min(len(rec.History), startEpoch)]
+		}
+		fmt.Printf("resuming from %s after epoch %d\n", *resume, startEpoch)
+	}
+	tr, err := fptrain.NewTrainer(backend, net, params, fptrain.Options{Momentum: 0.9, WeightDecay: *wd})
+	if err != nil {
+		return err
+	}
+	stepsPerEpoch := ds.Train.N / *batch
+	total := stepsPerEpoch * *epochs
+	step := startEpoch * stepsPerEpoch
+	t0 := time.Now()
+	for epoch := startEpoch; epoch < *epochs; epoch++ {
+		perm := datasets.EpochPermutation(ds.Train.N, *seed, epoch)
+		rng := rand.New(rand.NewPCG(*seed, uint64(epoch)+1000))
+		bar := progress.New(os.Stderr, fmt.Sprintf("epoch %d/%d", epoch+1, *epochs), stepsPerEpoch)
+		var sumLoss float64
+		var sumCorrect, seen int
+		te := time.Now()
+		curLR := 0.0
+		for i, idx := range datasets.Minibatches(perm, *batch, true) {
+			x, y, err := ds.Train.AugmentedBatch(idx, ds.Norm, datasets.DefaultAugment, rng)
+			if err != nil {
+				return err
+			}
+			curLR = fptrain.CosineLR(*lr, step, total)
+			loss, correct, err := tr.Step(tensors.FromFlatDataAndDimensions(x, len(idx), 1, ds.Train.H, ds.Train.W),
+				tensors.FromFlatDataAndDimensions(y, len(idx)), curLR)
+			if err != nil {
+				return fmt.Errorf("epoch %d step %d: %w", epoch+1, i+1, err)
+			}
+			step++
+			sumLoss += loss * float64(len(idx))
+			sumCorrect += correct
+			seen += len(idx)
+			bar.Update(i+1, fmt.Sprintf("loss %.4f acc %.2f%% lr %.4f", sumLoss/float64(seen), 100*float64(sumCorrect)/float64(seen), curLR))
+			if *maxSteps > 0 && step >= *maxSteps {
+				break
+			}
+		}
+		secs := time.Since(te).Seconds()
+		p := tr.Params()
+		acc, err := testAccuracy(net, p, ds, 500)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("epoch %d: train loss %.4f, train top-1 %.2f%%, test top-1 %.2f%%, %.0f s (%.3f s/step)\n",
+			epoch+1, sumLoss/float64(seen), 100*float64(sumCorrect)/float64(seen), acc, secs, secs/float64(max(seen / *batch, 1)))
+		rec.History = append(rec.History, EpochSummary{Epoch: epoch + 1, TrainLoss: sumLoss / float64(seen),
+			TrainTop1: 100 * float64(sumCorrect) / float64(seen), TestTop1: acc, Seconds: secs,
+			StepSeconds: secs / float64(max(seen / *batch, 1)), LearningRate: curLR})
+		rec.TestTop1 = acc
+		rec.WallSeconds += secs
+		meta := map[string]string{"format": "pt", "model": net.Name, "data": ds.Name, "epoch": strconv.Itoa(epoch + 1),
+			"test_top1": fmt.Sprintf("%.2f", acc), "producer": "brecq train"}
+		if err := models.SaveParams(*out, p, meta); err != nil {
+			return err
+		}
+		if err := runrec.WriteJSON(*jsonOut, rec); err != nil {
+			return err
+		}
+		if *maxSteps > 0 && step >= *maxSteps {
+			break
+		}
+	}
+	fmt.Printf("wrote %s and %s (%.0f s)\n", *out, *jsonOut, time.Since(t0).Seconds())
+	return nil
+}
+
+func trimExt(p string) string { return p[:len(p)-len(filepath.Ext(p))] }
+
+// testAccuracy evaluates params on the whole test split.
+func testAccuracy(net *models.Net, p models.Params, ds *datasets.Dataset, batch int) (float64, error) {
+	backend, _ := engine.Backend()
+	ev, err := fptrain.NewEvaluator(backend, net, p)
+	if err != nil {
+		return 0, err
+	}
+	return fptrain.Accuracy(ds.Test.N, batch, testBatchFn(ds), ev.Logits)
+}
+
+func testBatchFn(ds *datasets.Dataset) func([]int) (*tensors.Tensor, []int32, error) {
+	return func(idx []int) (*tensors.Tensor, []int32, error) {
+		x, y, err := ds.Test.Batch(idx, ds.Norm)
+		if err != nil {
+			return nil, nil, err
+		}
+		return tensors.FromFlatDataAndDimensions(x, len(idx), 1, ds.Test.H, ds.Test.W), y, nil
+	}
+}
