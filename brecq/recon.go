@@ -1,0 +1,717 @@
+package brecq
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+
+	"github.com/brecq-go/brecq/brecq/models"
+	"github.com/brecq-go/brecq/internal/progress"
+)
+
+// Method is how weights are rounded.
+type Method string
+
+// The methods of `brecq quantize`.
+const (
+	// MethodNearest rounds every weight to nearest; activation ranges by L_p search.
+	MethodNearest Method = "nearest"
+	// MethodAdaRound is AdaRound: layer-wise reconstruction with MSE (Nagel et al. 2020).
+	MethodAdaRound Method = "adaround"
+	// MethodBRECQ is block reconstruction (or the granularity chosen) with MSE or Fisher loss.
+	MethodBRECQ Method = "brecq"
+)
+
+// Loss is the reconstruction objective.
+type Loss string
+
+// The reconstruction losses (SPEC §4).
+const (
+	LossMSE    Loss = "mse"
+	LossFisher Loss = "fisher"
+)
+
+// Options are the settings of a quantization run. DefaultOptions gives the
+// paper's; CPUOptions a reduced iteration budget.
+type Options struct {
+	Method      Method
+	WBits       int // weight bits of every layer but the first and last
+	ABits       int // activation bits; ≥ 32 leaves activations unquantized
+	Granularity Granularity
+	Loss        Loss
+	WeightIters int     // AdaRound iterations per unit (paper: 20 000)
+	ActIters    int     // LSQ iterations per unit (paper: 5 000)
+	Batch       int     // minibatch of the optimisation (32)
+	Lambda      float64 // rounding regulariser weight λ (0.01)
+	WeightLR    float64 // Adam learning rate on V (1e-3)
+	ActLR       float64 // Adam learning rate on activation step sizes (4e-4, cosine to 0)
+	WarmUp      float64 // fraction of iterations without the rounding term (0.2)
+	BetaStart   float64 // β annealed from BetaStart (20) ...
+	BetaEnd     float64 // ... to BetaEnd (2)
+	ActP        float64 // L_p norm of the activation-stage loss (2.4)
+	FirstLast   int     // bits of the stem and classifier weights (8)
+	// ClassifierInputBits quantizes the activation feeding the classifier
+	// (the last block's output) at this many bits (8). 0 keeps it at ABits,
+	// which is what the authors' code does in effect.
+	ClassifierInputBits int
+	// FisherMix α: Fisher weights are (1 − α) + α·g²/mean(g²) over the unit's
+	// calibration set (1 = pure diagonal Fisher).
+	FisherMix float64
+	// FisherDamped uses the authors' weights (|g| + 1)² instead.
+	FisherDamped bool
+	Seed         uint64
+	// Progress receives a progress bar per unit (nil: quiet).
+	Progress io.Writer
+}
+
+// DefaultOptions are the paper's settings (SPEC §3–4) for BRECQ at block
+// granularity with MSE loss.
+func DefaultOptions(wbits, abits int) Options {
+	return Options{Method: MethodBRECQ, WBits: wbits, ABits: abits, Granularity: Block, Loss: LossMSE,
+		WeightIters: 20000, ActIters: 5000, Batch: 32, Lambda: 0.01, WeightLR: 1e-3, ActLR: 4e-4,
+		WarmUp: 0.2, BetaStart: 20, BetaEnd: 2, ActP: 2.4, FirstLast: 8, ClassifierInputBits: 8, FisherMix: 1, Seed: 1}
+}
+
+// Validate reports impossible settings, naming the option.
+func (o *Options) Validate() error {
+	if err := ValidateBits(o.WBits); err != nil {
+		return fmt.Errorf("weight bits: %w", err)
+	}
+	if o.ABits < 32 {
+		if err := ValidateBits(o.ABits); err != nil {
+			return fmt.Errorf("activation bits (32 = unquantized): %w", err)
+		}
+	}
+	if o.FirstLast != 0 {
+		if err := ValidateBits(o.FirstLast); err != nil {
+			return fmt.Errorf("first/last layer bits: %w", err)
+		}
+	}
+	if o.ClassifierInputBits != 0 {
+		if err := ValidateBits(o.ClassifierInputBits); err != nil {
+			return fmt.Errorf("classifier input bits: %w", err)
+		}
+	}
+	switch o.Method {
+	case MethodNearest, MethodBRECQ:
+	case MethodAdaRound:
+		o.Granularity, o.Loss = Layer, LossMSE
+	default:
+		return fmt.Errorf("method %q: want nearest, adaround or brecq", o.Method)
+	}
+	if _, err := ParseGranularity(string(o.Granularity)); err != nil {
+		return err
+	}
+	if o.Loss != LossMSE && o.Loss != LossFisher {
+		return fmt.Errorf("loss %q: want mse or fisher", o.Loss)
+	}
+	if o.Method != MethodNearest && (o.WeightIters < 1 || (o.ABits < 32 && o.ActIters < 0)) {
+		return fmt.Errorf("iterations must be positive (weights %d, activations %d)", o.WeightIters, o.ActIters)
+	}
+	if o.Batch < 1 {
+		return fmt.Errorf("batch %d < 1", o.Batch)
+	}
+	if o.FisherMix < 0 || o.FisherMix > 1 {
+		return fmt.Errorf("fisher mix %g outside [0, 1]", o.FisherMix)
+	}
+	return nil
+}
+
+// UnitReport records one unit's optimisation.
+type UnitReport struct {
+	Unit       string  `json:"unit"`
+	Stage      string  `json:"stage"` // "weights" or "activations"
+	Iters      int     `json:"iters"`
+	Seconds    float64 `json:"seconds"`
+	CacheMB    float64 `json:"cache_mb"`
+	RecLoss    float64 `json:"rec_loss_end"`
+	RecLoss0   float64 `json:"rec_loss_start"`
+	RoundLoss  float64 `json:"round_loss_end"`
+	FisherMean float64 `json:"fisher_g2_mean,omitempty"`
+}
+
+// Report is what a quantization run did.
+type Report struct {
+	Units   []UnitReport `json:"units"`
+	Seconds float64      `json:"seconds"`
+}
+
+// Quantizer runs BRECQ / AdaRound / nearest rounding on one network.
+type Quantizer struct {
+	backend compute.Backend
+	Q       *QNet
+	Opt     Options
+	calib   *tensors.Tensor // [N, C, H, W]
+	rng     *rand.Rand
+	Report  Report
+}
+
+// NewQuantizer folds BatchNorm, sets the bit-widths and initialises every
+// weight quantizer by the per-channel L_p range search.
+func NewQuantizer(backend compute.Backend, net *models.Net, params models.Params, calib *tensors.Tensor, opt Options) (*Quantizer, error) {
+	if err := opt.Validate(); err != nil {
+		return nil, err
+	}
+	fp, err := FoldBN(net, params)
+	if err != nil {
+		return nil, err
+	}
+	q := &QNet{Net: net, FP: fp, WQ: map[string]QParams{}, V: map[string][]float32{}, AQ: map[string]QParams{}, ABits: map[string]int{}}
+	layers := net.Layers()
+	for i, l := range layers {
+		bits := opt.WBits
+		if opt.FirstLast != 0 && (i == 0 || i == len(layers)-1) {
+			bits = opt.FirstLast
+		}
+		w := tensors.MustCopyFlatData[float32](fp[l.Name+".weight"])
+		wq, err := SearchWeightQParams(w, fp[l.Name+".weight"].Shape().Dimensions, bits)
+		if err != nil {
+			return nil, fmt.Errorf("layer %s: %w", l.Name, err)
+		}
+		q.WQ[l.Name] = wq
+		if opt.Method != MethodNearest {
+			q.V[l.Name] = InitAdaRoundV(w, wq)
+		}
+	}
+	last := net.Blocks[net.LastBodyBlock()].Name
+	for _, p := range ActPoints(net) {
+		bits := opt.ABits
+		if p == last && opt.ClassifierInputBits != 0 && opt.ABits < 32 {
+			bits = opt.ClassifierInputBits
+		}
+		q.ABits[p] = bits
+	}
+	return &Quantizer{backend: backend, Q: q, Opt: opt, calib: calib, rng: rand.New(rand.NewPCG(opt.Seed, 0xb7ec))}, nil
+}
+
+// chunk is the number of calibration images per forward pass when caching.
+const chunk = 128
+
+// capture runs the network on the calibration images under mode and returns
+// the unit's input and its output (the value before any output quantizer);
+// with fisher, instead of the output, the squared gradient of
+// KL(FP ‖ mode) w.r.t. the unit output.
+func (r *Quantizer) capture(mode Mode, u *Unit, fisher bool, images *tensors.Tensor) (in, out *cache, err error) {
+	f := r.Q.feed(nil)
+	net := r.Q.Net
+	exec, err := graph.NewExec(r.backend, func(inputs []*graph.Node) []*graph.Node {
+		nodes := f.nodes(inputs)
+		x := models.ToCNHW(inputs[len(f.names)])
+		var inNode, outNode *graph.Node
+		ops := &qOps{q: r.Q, n: nodes, mode: mode}
+		ops.onIn = func(l *models.Layer, x *graph.Node) {
+			if l.Name == u.InLayer && inNode == nil {
+				inNode = x
+			}
+		}
+		ops.onOut = func(l *models.Layer, y *graph.Node) *graph.Node {
+			if u.outKind == outLayer && l.Name == u.outName {
+				outNode = y
+			}
+			return nil
+		}
+		ops.onAct = func(p string, x *graph.Node) *graph.Node {
+			if u.outKind == outAct && p == u.outName {
+				outNode = x
+			}
+			return nil
+		}
+		end := u.last + 1
+		if fisher {
+			end = len(net.Blocks)
+		}
+		y := net.ForwardRange(ops, x, 0, end)
+		if u.outKind == outLogits {
+			outNode = y
+		}
+		if !fisher {
+			return []*graph.Node{inNode, outNode}
+		}
+		fpLogits := net.Forward(&qOps{q: r.Q, n: nodes, mode: FPMode()}, inputs[len(f.names)])
+		pfp := graph.Softmax(graph.StopGradient(fpLogits), -1)
+		kl := graph.ReduceAllMean(graph.ReduceSum(graph.Mul(pfp, graph.Sub(graph.Log(graph.MaxScalar(pfp, 1e-30)), graph.LogSoftmax(y, -1))), -1))
+		g := graph.Gradient(kl, outNode)[0]
+		return []*graph.Node{inNode, graph.Square(g)}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer exec.Finalize()
+	in, out = &cache{}, &cache{}
+	n := images.Shape().Dimensions[0]
+	for start := 0; start < n; start += chunk {
+		end := min(start+chunk, n)
+		batch := sliceImages(images, start, end)
+		res, err := exec.Exec(f.args(batch)...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("caching unit %s: %w", u.Name, err)
+		}
+		if err := in.appendTensor(res[0], batchAxisOf(u.InLayer, r.Q.Net, res[0])); err != nil {
+			return nil, nil, err
+		}
+		ob := 1
+		if u.outKind == outLogits {
+			ob = 0
+		}
+		if err := out.appendTensor(res[1], ob); err != nil {
+			return nil, nil, err
+		}
+	}
+	return in, out, nil
+}
+
+// batchAxisOf: unit inputs are channel-first, batch on axis 1.
+func batchAxisOf(_ string, _ *models.Net, _ *tensors.Tensor) int { return 1 }
+
+// sliceImages returns images [start, end) of an [N, ...] tensor.
+func sliceImages(images *tensors.Tensor, start, end int) *tensors.Tensor {
+	dims := images.Shape().Dimensions
+	per := 1
+	for _, d := range dims[1:] {
+		per *= d
+	}
+	all := tensors.MustCopyFlatData[float32](images)
+	nd := append([]int{end - start}, dims[1:]...)
+	return tensors.FromFlatDataAndDimensions(append([]float32(nil), all[start*per:end*per]...), nd...)
+}
+
+// recLoss is the reconstruction loss of SPEC §4: Σ over channels of
+// w·|ŷ − y|^p, averaged over the batch and positions. Channel-first
+// outputs ([C,N,…]) sum over axis 0; logits ([N,K]) over axis 1. weights may be nil.
+func recLoss(pred, target, weights *graph.Node, p float64, chAxis int) *graph.Node {
+	d := graph.Sub(pred, target)
+	var e *graph.Node
+	if p == 2 {
+		e = graph.Square(d)
+	} else {
+		e = graph.Pow(graph.Add(graph.Abs(d), graph.Scalar(d.Graph(), d.DType(), 1e-12)), graph.Scalar(d.Graph(), d.DType(), p))
+	}
+	if weights != nil {
+		e = graph.Mul(e, weights)
+	}
+	return graph.ReduceAllMean(graph.ReduceSum(e, chAxis))
+}
+
+// unitLayersMode is the mode for optimising unit u's weights: units before it
+// hard-rounded, u's layers with the given rounding, the stem at nearest.
+func (r *Quantizer) weightMode(done map[string]bool, u *Unit, cur RoundingMode) Mode {
+	m := Mode{DefaultWeights: RoundOff, Weights: map[string]RoundingMode{}}
+	stem := r.Q.Net.Blocks[0].Layers[0].Name
+	m.Weights[stem] = RoundNearest
+	for l := range done {
+		m.Weights[l] = RoundHard
+	}
+	if u != nil {
+		for _, l := range u.Layers {
+			m.Weights[l.Name] = cur
+		}
+	}
+	return m
+}
+
+// Run quantizes: weight reconstruction unit by unit (AdaRound / BRECQ), then,
+// when activations are quantized, activation ranges and LSQ step sizes unit
+// by unit. With MethodNearest it only initialises the activation ranges.
+func (r *Quantizer) Run() error {
+	t0 := time.Now()
+	defer func() { r.Report.Seconds = time.Since(t0).Seconds() }()
+	o := r.Opt
+	if o.Method != MethodNearest {
+		units, err := Units(r.Q.Net, o.Granularity)
+		if err != nil {
+			return err
+		}
+		done := map[string]bool{}
+		for _, u := range units {
+			if err := r.reconstructWeights(u, done); err != nil {
+				return err
+			}
+			for _, l := range u.Layers {
+				done[l.Name] = true
+			}
+		}
+	}
+	if o.ABits < 32 {
+		return r.activationStage()
+	}
+	return nil
+}
+
+// EvalMode is the mode of the finished quantized network.
+func (r *Quantizer) EvalMode() Mode {
+	m := Mode{DefaultWeights: RoundHard, Acts: map[string]bool{}}
+	if r.Opt.Method == MethodNearest {
+		m.DefaultWeights = RoundNearest
+	}
+	stem := r.Q.Net.Blocks[0].Layers[0].Name
+	m.Weights = map[string]RoundingMode{stem: RoundNearest}
+	if r.Opt.ABits < 32 {
+		for _, p := range ActPoints(r.Q.Net) {
+			m.Acts[p] = true
+		}
+	}
+	return m
+}
+
+func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool) error {
+	o := r.Opt
+	t0 := time.Now()
+	// Input from the partly quantized network, target from the FP network.
+	xin, _, err := r.capture(r.weightMode(done, nil, RoundOff), u, false, r.calib)
+	if err != nil {
+		return err
+	}
+	_, yfp, err := r.capture(FPMode(), u, false, r.calib)
+	if err != nil {
+		return err
+	}
+	var wts *cache
+	rep := UnitReport{Unit: u.Name, Stage: "weights", Iters: o.WeightIters}
+	if o.Loss == LossFisher {
+		_, g2, err := r.capture(r.weightMode(done, u, RoundNearest), u, true, r.calib)
+		if err != nil {
+			return err
+		}
+		mean := 0.0
+		for _, v := range g2.data {
+			mean += float64(v)
+		}
+		mean /= float64(len(g2.data))
+		rep.FisherMean = mean
+		if math.IsNaN(mean) {
+			return fmt.Errorf("unit %s: Fisher weights are NaN", u.Name)
+		}
+		for i, v := range g2.data {
+			if o.FisherDamped {
+				g2.data[i] = float32(math.Pow(math.Sqrt(float64(v))+1, 2))
+			} else if mean > 0 {
+				g2.data[i] = float32((1 - o.FisherMix) + o.FisherMix*float64(v)/mean)
+			} else {
+				g2.data[i] = 1
+			}
+		}
+		wts = g2
+	}
+	rep.CacheMB = float64(xin.bytes()+yfp.bytes()) / 1e6
+	if wts != nil {
+		rep.CacheMB += float64(wts.bytes()) / 1e6
+	}
+
+	// The step graph: trainables V of the unit's layers with Adam states.
+	names := make([]string, len(u.Layers))
+	skip := map[string]bool{}
+	for i, l := range u.Layers {
+		names[i] = "v:" + l.Name
+		skip[names[i]] = true
+	}
+	f := r.Q.feed(skip)
+	k := len(names)
+	mode := r.weightMode(done, u, RoundSoft)
+	exec, err := graph.NewExec(r.backend, func(in []*graph.Node) []*graph.Node {
+		nodes := f.nodes(in)
+		rest := in[len(f.names):]
+		vs, ms, ss := rest[:k], rest[k:2*k], rest[2*k:3*k]
+		for i, n := range names {
+			nodes[n] = vs[i]
+		}
+		x, y := rest[3*k], rest[3*k+1]
+		var w *graph.Node
+		off := 3*k + 2
+		if wts != nil {
+			w = rest[off]
+			off++
+		}
+		lr, step, beta, lam := rest[off], rest[off+1], rest[off+2], rest[off+3]
+		ops := &qOps{q: r.Q, n: nodes, mode: mode}
+		yhat := u.forward(ops, x)
+		rec := recLoss(yhat, y, w, 2, u.channelAxis())
+		var reg *graph.Node
+		for _, v := range vs {
+			t := RoundingRegularizer(v, beta)
+			if reg == nil {
+				reg = t
+			} else {
+				reg = graph.Add(reg, t)
+			}
+		}
+		total := graph.Add(rec, graph.Mul(lam, reg))
+		grads := graph.Gradient(total, vs...)
+		nv, nm, ns := AdamUpdateAll(vs, grads, ms, ss, lr, step, DefaultAdamConfig())
+		out := append(append(append([]*graph.Node{}, nv...), nm...), ns...)
+		return append(out, rec, reg)
+	})
+	if err != nil {
+		return err
+	}
+	defer exec.Finalize()
+	state := make([]*tensors.Tensor, 3*k)
+	for i, l := range u.Layers {
+		shape := r.Q.FP[l.Name+".weight"].Shape()
+		state[i] = tensors.FromFlatDataAndDimensions(append([]float32(nil), r.Q.V[l.Name]...), shape.Dimensions...)
+		state[k+i] = tensors.FromShape(shape)
+		state[2*k+i] = tensors.FromShape(shape)
+	}
+	sched := BetaSchedule{Iters: o.WeightIters, Warmup: o.WarmUp, Start: o.BetaStart, End: o.BetaEnd}
+	var bar *progress.Bar
+	if o.Progress != nil {
+		bar = progress.New(o.Progress, fmt.Sprintf("W %-16s", u.Name), o.WeightIters)
+	}
+	idx := make([]int, o.Batch)
+	for it := 0; it < o.WeightIters; it++ {
+		for j := range idx {
+			idx[j] = r.rng.IntN(xin.n)
+		}
+		lam := 0.0
+		if sched.RegActive(it) {
+			lam = o.Lambda
+		}
+		args := make([]any, 0, len(f.vals)+3*k+7)
+		args = append(args, f.args()...)
+		for _, s := range state {
+			args = append(args, s)
+		}
+		args = append(args, xin.batch(idx), yfp.batch(idx))
+		if wts != nil {
+			args = append(args, wts.batch(idx))
+		}
+		args = append(args, float32(o.WeightLR), float32(it+1), float32(sched.Beta(it)), float32(lam))
+		res, err := exec.Exec(args...)
+		if err != nil {
+			return fmt.Errorf("unit %s iteration %d: %w", u.Name, it, err)
+		}
+		copy(state, res[:3*k])
+		rec := float64(tensors.ToScalar[float32](res[3*k]))
+		reg := float64(tensors.ToScalar[float32](res[3*k+1]))
+		if math.IsNaN(rec) || math.IsInf(rec, 0) {
+			return fmt.Errorf("unit %s iteration %d: reconstruction loss is %v", u.Name, it, rec)
+		}
+		if it == 0 {
+			rep.RecLoss0 = rec
+		}
+		rep.RecLoss, rep.RoundLoss = rec, reg*lam
+		if bar != nil {
+			bar.Update(it+1, fmt.Sprintf("rec %.4g round %.4g β %.1f", rec, reg*lam, sched.Beta(it)))
+		}
+	}
+	for i, l := range u.Layers {
+		r.Q.V[l.Name] = tensors.MustCopyFlatData[float32](state[i])
+	}
+	rep.Seconds = time.Since(t0).Seconds()
+	r.Report.Units = append(r.Report.Units, rep)
+	return nil
+}
+
+// actMode: all weights final, the given activation points quantized.
+func (r *Quantizer) actMode(on map[string]bool) Mode {
+	m := r.EvalMode()
+	m.Acts = on
+	return m
+}
+
+// activationStage initialises activation ranges point by point (L_p search
+// with everything upstream quantized) and learns the step sizes with LSQ
+// unit by unit.
+func (r *Quantizer) activationStage() error {
+	o := r.Opt
+	net := r.Q.Net
+	on := map[string]bool{}
+	// The stem output: range from the calibration images.
+	stem := net.Blocks[0].Name
+	if err := r.initActPoints(&Unit{Name: stem, ActPoints: []string{stem}, InLayer: stem, first: 0, last: 0,
+		forward: func(ops models.Ops, x *graph.Node) *graph.Node { return net.ForwardRange(ops, x, 0, 1) }}, nil, on, true); err != nil {
+		return err
+	}
+	units, err := ActUnits(net, o.Granularity)
+	if err != nil {
+		return err
+	}
+	for _, u := range units {
+		if len(u.ActPoints) == 0 {
+			continue
+		}
+		t0 := time.Now()
+		xin, _, err := r.capture(r.actMode(on), u, false, r.calib)
+		if err != nil {
+			return err
+		}
+		if err := r.initActPoints(u, xin, on, false); err != nil {
+			return err
+		}
+		if o.Method == MethodNearest || o.ActIters == 0 {
+			continue
+		}
+		_, yfp, err := r.capture(FPMode(), u, false, r.calib)
+		if err != nil {
+			return err
+		}
+		if err := r.learnStepSizes(u, xin, yfp, on, t0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// actCalibImages is how many cached inputs the activation range search uses.
+const actCalibImages = 256
+
+// initActPoints sets the range of each activation point of u in order, from
+// the values reaching it with the points before it already quantized.
+func (r *Quantizer) initActPoints(u *Unit, xin *cache, on map[string]bool, fromImages bool) error {
+	for _, p := range u.ActPoints {
+		bits := r.Q.ABits[p]
+		if bits >= 32 {
+			continue
+		}
+		f := r.Q.feed(nil)
+		mode := r.actMode(on)
+		exec, err := graph.NewExec(r.backend, func(in []*graph.Node) []*graph.Node {
+			var got *graph.Node
+			ops := &qOps{q: r.Q, n: f.nodes(in), mode: mode}
+			ops.onAct = func(point string, x *graph.Node) *graph.Node {
+				if point == p && got == nil {
+					got = x
+				}
+				return nil
+			}
+			x := in[len(f.names)]
+			if fromImages {
+				x = models.ToCNHW(x)
+			}
+			u.forward(ops, x)
+			return []*graph.Node{got}
+		})
+		if err != nil {
+			return err
+		}
+		var x *tensors.Tensor
+		if fromImages {
+			x = sliceImages(r.calib, 0, min(actCalibImages, r.calib.Shape().Dimensions[0]))
+		} else {
+			idx := make([]int, min(actCalibImages, xin.n))
+			for i := range idx {
+				idx[i] = i
+			}
+			x = xin.batch(idx)
+		}
+		res, err := exec.Exec(f.args(x)...)
+		exec.Finalize()
+		if err != nil {
+			return fmt.Errorf("activation range of %s: %w", p, err)
+		}
+		aq, err := SearchActivationQParams(tensors.MustCopyFlatData[float32](res[0]), bits)
+		if err != nil {
+			return fmt.Errorf("activation range of %s: %w", p, err)
+		}
+		r.Q.AQ[p] = aq
+		on[p] = true
+	}
+	return nil
+}
+
+// learnStepSizes is the LSQ stage of one unit: Adam (cosine learning rate
+// to 0) on the step sizes of the unit's activation points, loss ‖ŷ − y‖_p^p
+// with p = ActP against the FP output, weights final.
+func (r *Quantizer) learnStepSizes(u *Unit, xin, yfp *cache, on map[string]bool, t0 time.Time) error {
+	o := r.Opt
+	var names []string
+	skip := map[string]bool{}
+	for _, p := range u.ActPoints {
+		if r.Q.ABits[p] < 32 {
+			names = append(names, "as:"+p)
+			skip["as:"+p] = true
+		}
+	}
+	k := len(names)
+	f := r.Q.feed(skip)
+	mode := r.actMode(on)
+	exec, err := graph.NewExec(r.backend, func(in []*graph.Node) []*graph.Node {
+		nodes := f.nodes(in)
+		rest := in[len(f.names):]
+		ss, ms, vs := rest[:k], rest[k:2*k], rest[2*k:3*k]
+		for i, n := range names {
+			nodes[n] = ss[i]
+		}
+		x, y, lr, step := rest[3*k], rest[3*k+1], rest[3*k+2], rest[3*k+3]
+		yhat := u.forward(&qOps{q: r.Q, n: nodes, mode: mode}, x)
+		loss := recLoss(yhat, y, nil, o.ActP, u.channelAxis())
+		grads := graph.Gradient(loss, ss...)
+		ns, nm, nv := AdamUpdateAll(ss, grads, ms, vs, lr, step, DefaultAdamConfig())
+		for i := range ns {
+			ns[i] = graph.MaxScalar(ns[i], MinScale)
+		}
+		out := append(append(append([]*graph.Node{}, ns...), nm...), nv...)
+		return append(out, loss)
+	})
+	if err != nil {
+		return err
+	}
+	defer exec.Finalize()
+	state := make([]*tensors.Tensor, 3*k)
+	for i, n := range names {
+		state[i] = tensors.FromScalar(r.Q.AQ[n[3:]].Scale[0])
+		state[k+i] = tensors.FromScalar(float32(0))
+		state[2*k+i] = tensors.FromScalar(float32(0))
+	}
+	rep := UnitReport{Unit: u.Name, Stage: "activations", Iters: o.ActIters, CacheMB: float64(xin.bytes()+yfp.bytes()) / 1e6}
+	var bar *progress.Bar
+	if o.Progress != nil {
+		bar = progress.New(o.Progress, fmt.Sprintf("A %-16s", u.Name), o.ActIters)
+	}
+	idx := make([]int, o.Batch)
+	for it := 0; it < o.ActIters; it++ {
+		for j := range idx {
+			idx[j] = r.rng.IntN(xin.n)
+		}
+		args := f.args()
+		for _, s := range state {
+			args = append(args, s)
+		}
+		args = append(args, xin.batch(idx), yfp.batch(idx), float32(CosineLR(o.ActLR, it, o.ActIters)), float32(it+1))
+		res, err := exec.Exec(args...)
+		if err != nil {
+			return fmt.Errorf("unit %s activation iteration %d: %w", u.Name, it, err)
+		}
+		copy(state, res[:3*k])
+		loss := float64(tensors.ToScalar[float32](res[3*k]))
+		if math.IsNaN(loss) || math.IsInf(loss, 0) {
+			return fmt.Errorf("unit %s activation iteration %d: loss is %v", u.Name, it, loss)
+		}
+		if it == 0 {
+			rep.RecLoss0 = loss
+		}
+		rep.RecLoss = loss
+		if bar != nil {
+			bar.Update(it+1, fmt.Sprintf("lp %.4g", loss))
+		}
+	}
+	for i, n := range names {
+		aq := r.Q.AQ[n[3:]]
+		aq.Scale = []float32{tensors.ToScalar[float32](state[i])}
+		r.Q.AQ[n[3:]] = aq
+	}
+	rep.Seconds = time.Since(t0).Seconds()
+	r.Report.Units = append(r.Report.Units, rep)
+	return nil
+}
+
+// Logits evaluates the network under mode on images [N,C,H,W] in batches.
+func (r *Quantizer) Evaluator(mode Mode) (func(*tensors.Tensor) (*tensors.Tensor, error), func()) {
+	f := r.Q.feed(nil)
+	exec := graph.MustNewExec(r.backend, func(in []*graph.Node) []*graph.Node {
+		ops := &qOps{q: r.Q, n: f.nodes(in), mode: mode}
+		return []*graph.Node{r.Q.Net.Forward(ops, in[len(f.names)])}
+	})
+	return func(x *tensors.Tensor) (*tensors.Tensor, error) {
+		res, err := exec.Exec(f.args(x)...)
+		if err != nil {
+			return nil, err
+		}
+		return res[0], nil
+	}, exec.Finalize
+}
