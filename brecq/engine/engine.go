@@ -43,11 +43,27 @@ func Config() (config, reason string) {
 	if v, ok := os.LookupEnv(EnvVar); ok && v != "" {
 		return v, "from " + EnvVar
 	}
-	xla.EnableAutoInstall(false)
-	if plugins := xla.GetAvailablePlugins(); len(plugins) > 0 {
+	plugins, err := availablePlugins()
+	if err != nil {
+		return "go", err.Error()
+	}
+	if len(plugins) > 0 {
 		return "xla:" + plugins[0], "PJRT plugin found"
 	}
 	return "go", "no PJRT plugin installed"
+}
+
+// availablePlugins is xla.GetAvailablePlugins, with the panic go-xla v0.4.1
+// raises when a file in the search path is named like a plugin but cannot be
+// loaded (a nil handle is closed) turned into an error.
+func availablePlugins() (plugins []string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("PJRT plugin search failed (%v): an unloadable pjrt_*plugin* file is in the search path", r)
+		}
+	}()
+	xla.EnableAutoInstall(false)
+	return xla.GetAvailablePlugins(), nil
 }
 
 // Backend returns the process-wide backend, created on first use.

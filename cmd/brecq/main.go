@@ -3,6 +3,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 )
@@ -43,6 +45,9 @@ func main() {
 		}
 		fmt.Fprintf(os.Stderr, "brecq: unknown command %q\n\n%s", cmd, usage)
 		os.Exit(2)
+	}
+	if errors.Is(err, flag.ErrHelp) { // <command> --help: the usage is already printed
+		return
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "brecq %s: %v\n", os.Args[1], err)

@@ -1,0 +1,297 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/brecq-go/brecq/brecq/fptrain"
+	"github.com/brecq-go/brecq/brecq/models"
+	"github.com/brecq-go/brecq/brecq/safetensors"
+	"github.com/brecq-go/brecq/datasets"
+)
+
+// Shared by the tests: the brecq binary, a tiny fake data set (12x12 images)
+// and a matching ResNet-8 checkpoint, all in one temporary folder.
+var (
+	brecqBin string
+	dataDir  string
+	ckpt     string
+	workRoot string
+)
+
+const imgSize = 12
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		var err error
+		workRoot, err = os.MkdirTemp("", "brecq-cli-test-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(workRoot)
+		brecqBin = filepath.Join(workRoot, "brecq")
+		build := exec.Command("go", "build", "-o", brecqBin, ".")
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+			return 1
+		}
+		if dataDir, err = writeFakeData(filepath.Join(workRoot, "data")); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		net, err := models.CIFARResNet(8, 1, 1, imgSize, imgSize, datasets.NumClasses)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		ckpt = filepath.Join(workRoot, "resnet8.safetensors")
+		if err := models.SaveParams(ckpt, fptrain.Init(net, 1), map[string]string{"format": "pt"}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return m.Run()
+	}())
+}
+
+// writeFakeData writes the four IDX files of a tiny data set: 48 training
+// and 20 test images of 12x12 random pixels, labels i mod 10.
+func writeFakeData(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i, n := range []int{48, 48, 20, 20} {
+		var b bytes.Buffer
+		if i%2 == 0 {
+			binary.Write(&b, binary.BigEndian, []uint32{datasets.MagicImages, uint32(n), imgSize, imgSize})
+			for j := 0; j < n*imgSize*imgSize; j++ {
+				b.WriteByte(byte(r.IntN(256)))
+			}
+		} else {
+			binary.Write(&b, binary.BigEndian, []uint32{datasets.MagicLabels, uint32(n)})
+			for j := 0; j < n; j++ {
+				b.WriteByte(byte(j % 10))
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, datasets.FileNames[i]), b.Bytes(), 0o644); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// run runs the brecq binary in dir (a fresh temporary folder if "") on the
+// fake data set with the Go backend.
+func run(t *testing.T, dir string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(brecqBin, args...)
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), datasets.EnvDataDir+"="+dataDir, "GOMLX_BACKEND=go")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	res := result{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		res.code = ee.ExitCode()
+	default:
+		t.Fatalf("brecq %v: %v", args, err)
+	}
+	return res
+}
+
+func expect(t *testing.T, r result, code int, args []string, wantErr ...string) {
+	t.Helper()
+	if r.code != code {
+		t.Errorf("brecq %s: exit code %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, code, r.stdout, r.stderr)
+		return
+	}
+	for _, w := range wantErr {
+		if !strings.Contains(r.stderr, w) {
+			t.Errorf("brecq %s: stderr does not contain %q:\n%s", strings.Join(args, " "), w, r.stderr)
+		}
+	}
+}
+
+func TestUsage(t *testing.T) {
+	r := run(t, "")
+	expect(t, r, 2, nil, "Usage:", "train", "eval", "quantize")
+	args := []string{"frobnicate", "--x"}
+	expect(t, run(t, "", args...), 2, args, `unknown command "frobnicate"`, "Usage:")
+	for _, h := range []string{"help", "--help", "-h"} {
+		r := run(t, "", h)
+		if r.code != 0 || !strings.Contains(r.stdout, "Commands:") {
+			t.Errorf("brecq %s: exit %d, stdout %q", h, r.code, r.stdout)
+		}
+	}
+}
+
+func TestSubcommandHelp(t *testing.T) {
+	for _, c := range []string{"train", "eval", "quantize"} {
+		for _, h := range []string{"--help", "-h"} {
+			r := run(t, "", c, h)
+			out := r.stdout + r.stderr
+			if r.code != 0 || !strings.Contains(out, "Examples:") || !strings.Contains(out, "Usage: brecq "+c) {
+				t.Errorf("brecq %s %s: exit %d, output:\n%s", c, h, r.code, out)
+			}
+			if strings.Contains(out, "help requested") {
+				t.Errorf("brecq %s %s prints an error:\n%s", c, h, out)
+			}
+		}
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"quantize", "--wbits", "9"}, []string{"weight bits", "9"}},
+		{[]string{"quantize", "--wbits", "4", "--abits", "1"}, []string{"activation bits", "1"}},
+		{[]string{"quantize", "--granularity", "blocks"}, []string{"granularity", `"blocks"`}},
+		{[]string{"quantize", "--method", "magic"}, []string{"method", "magic"}},
+		{[]string{"quantize", "--calib", "0"}, []string{"--calib"}},
+		{[]string{"train", "--epochs", "0"}, []string{"--epochs"}},
+		{[]string{"train", "--lr", "-1"}, []string{"--lr"}},
+		{[]string{"eval", "--depth", "9"}, []string{"depth 9"}},
+		{[]string{"eval", "--data", "cifar"}, []string{"cifar"}},
+		{[]string{"eval", "--no-such-flag"}, []string{"no-such-flag"}},
+	} {
+		expect(t, run(t, "", c.args...), 1, c.args, c.want...)
+	}
+}
+
+func TestEvalCheckpointErrors(t *testing.T) {
+	args := []string{"eval", "--model", "/nonexistent.safetensors"}
+	expect(t, run(t, "", args...), 1, args, "/nonexistent.safetensors")
+
+	dir := t.TempDir()
+	good, err := os.ReadFile(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated := filepath.Join(dir, "truncated.safetensors")
+	os.WriteFile(truncated, good[:len(good)/2], 0o644)
+	garbage := filepath.Join(dir, "garbage.safetensors")
+	os.WriteFile(garbage, []byte("PK\x03\x04 a zip file, not safetensors"), 0o644)
+	for _, p := range []string{truncated, garbage} {
+		args := []string{"eval", "--depth", "8", "--model", p}
+		expect(t, run(t, "", args...), 1, args, p)
+	}
+	// A checkpoint of another network: the error names the file and the tensors.
+	args = []string{"eval", "--depth", "14", "--model", ckpt}
+	expect(t, run(t, "", args...), 1, args, ckpt, "layer1.1.conv1.weight")
+}
+
+func TestEvalRuns(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"eval", "--depth", "8", "--model", ckpt, "--batch", "7", "--json", "eval.json"}
+	r := run(t, dir, args...)
+	expect(t, r, 0, args)
+	if !strings.Contains(r.stdout, "(20 images): top-1 ") || !strings.Contains(r.stdout, "backend: go (from GOMLX_BACKEND)") {
+		t.Errorf("stdout:\n%s", r.stdout)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "eval.json")); err != nil {
+		t.Error(err)
+	}
+}
+
+// listDir returns the names in dir.
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestQuantizeOut(t *testing.T) {
+	dir := t.TempDir()
+	corrupt := filepath.Join(t.TempDir(), "corrupt.safetensors")
+	os.WriteFile(corrupt, []byte("\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":1}"), 0o644)
+	base := []string{"quantize", "--depth", "8", "--method", "nearest", "--calib", "8", "--quiet", "--model", ckpt}
+	// Failures before and while loading leave no output file.
+	for _, args := range [][]string{
+		{"quantize", "--wbits", "9", "--out", "q.safetensors"},
+		{"quantize", "--depth", "8", "--model", corrupt, "--out", "q.safetensors"},
+		append(append([]string{}, base...), "--data", "nope", "--out", "q.safetensors"),
+	} {
+		r := run(t, dir, args...)
+		if r.code != 1 {
+			t.Errorf("brecq %v: exit %d, want 1\n%s", args, r.code, r.stderr)
+		}
+		if names := listDir(t, dir); len(names) != 0 {
+			t.Errorf("brecq %v left %v", args, names)
+		}
+	}
+	// A failing write at the end (the output path is a folder) leaves no
+	// temporary file next to it.
+	if err := os.MkdirAll(filepath.Join(dir, "q.safetensors", "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	args := append(append([]string{}, base...), "--out", "q.safetensors")
+	r := run(t, dir, args...)
+	expect(t, r, 1, args, "q.safetensors")
+	if names := listDir(t, dir); len(names) != 1 || names[0] != "q.safetensors" {
+		t.Errorf("after a failed export the folder holds %v", names)
+	}
+	// And a successful run writes exactly the file asked for.
+	os.RemoveAll(filepath.Join(dir, "q.safetensors"))
+	r = run(t, dir, args...)
+	expect(t, r, 0, args)
+	if names := listDir(t, dir); len(names) != 1 || names[0] != "q.safetensors" {
+		t.Errorf("after export the folder holds %v", names)
+	}
+	ts, meta, err := safetensors.ReadFile(filepath.Join(dir, "q.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta["method"] != "nearest" || meta["wbits"] != "4" || ts["layer1.0.conv1.weight_int"] == nil {
+		t.Errorf("exported metadata %v, %d tensors", meta, len(ts))
+	}
+}
+
+func TestTrainRuns(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"train", "--depth", "8", "--epochs", "1", "--batch", "8", "--max-steps", "2", "--out", "t.safetensors"}
+	r := run(t, dir, args...)
+	expect(t, r, 0, args)
+	if names := listDir(t, dir); strings.Join(names, " ") != "t.json t.safetensors" {
+		t.Errorf("after training the folder holds %v", names)
+	}
+	net, err := models.CIFARResNet(8, 1, 1, imgSize, imgSize, datasets.NumClasses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, meta, err := models.LoadParams(filepath.Join(dir, "t.safetensors"), net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta["epoch"] != "1" || meta["model"] != "resnet8" {
+		t.Errorf("checkpoint metadata %v", meta)
+	}
+}
