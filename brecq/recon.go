@@ -114,6 +114,9 @@ func (o *Options) Validate() error {
 	if o.Method != MethodNearest && (o.WeightIters < 1 || (o.ABits < 32 && o.ActIters < 0)) {
 		return fmt.Errorf("iterations must be positive (weights %d, activations %d)", o.WeightIters, o.ActIters)
 	}
+	if o.WeightLR <= 0 || o.ActLR <= 0 || math.IsNaN(o.WeightLR) || math.IsNaN(o.ActLR) {
+		return fmt.Errorf("learning rates must be positive (weights %g, activations %g)", o.WeightLR, o.ActLR)
+	}
 	if o.Batch < 1 {
 		return fmt.Errorf("batch %d < 1", o.Batch)
 	}

@@ -57,6 +57,8 @@ func runQuantize(args []string) error {
 	batch := fs.Int("batch", 32, "minibatch size of the optimisation")
 	seed := fs.Uint64("seed", 1, "seed for the calibration sample and minibatches")
 	lambda := fs.Float64("lambda", 0.01, "rounding regulariser weight λ")
+	wlr := fs.Float64("lr", 1e-3, "Adam learning rate on AdaRound's V (paper: 1e-3; a reduced --iters budget may want more)")
+	alr := fs.Float64("act-lr", 4e-4, "Adam learning rate on activation step sizes (cosine to 0)")
 	firstLast := fs.Int("first-last-bits", 8, "bits of the first (stem) and last (classifier) weights")
 	clsIn := fs.Int("classifier-input-bits", 8, "bits of the activation feeding the classifier (0 = same as --abits, the authors' code in effect)")
 	fisherMix := fs.Float64("fisher-mix", 1, "Fisher weights (1−α) + α·g²/mean(g²); α in [0,1]")
@@ -90,6 +92,7 @@ Flags:
 	opt.Granularity = brecq.Granularity(*gran)
 	opt.Loss = brecq.Loss(*loss)
 	opt.WeightIters, opt.ActIters, opt.Batch, opt.Seed, opt.Lambda = *iters, *actIters, *batch, *seed, *lambda
+	opt.WeightLR, opt.ActLR = *wlr, *alr
 	opt.FirstLast, opt.ClassifierInputBits, opt.FisherMix, opt.FisherDamped = *firstLast, *clsIn, *fisherMix, *fisherDamped
 	if !*quiet {
 		opt.Progress = os.Stderr

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+)
+
+func init() { extraCommands["report"] = runReport }
+
+func runReport(args []string) error {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: brecq report RECORD.json...
+
+Prints a Markdown table of quantization run records (written by 'brecq quantize --json').
+
+Examples:
+  brecq report results/*.json
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return fmt.Errorf("no run records given")
+	}
+	var recs []QuantRecord
+	for _, p := range fs.Args() {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		var r QuantRecord
+		if err := json.Unmarshal(b, &r); err != nil {
+			return fmt.Errorf("%s: not a run record: %w", p, err)
+		}
+		if r.Options.WBits == 0 {
+			return fmt.Errorf("%s: not a quantize run record (no weight bits)", p)
+		}
+		recs = append(recs, r)
+	}
+	sort.SliceStable(recs, func(i, j int) bool {
+		a, b := recs[i].Options, recs[j].Options
+		if a.WBits != b.WBits {
+			return a.WBits > b.WBits
+		}
+		if a.ABits != b.ABits {
+			return a.ABits > b.ABits
+		}
+		return methodRank(recs[i]) < methodRank(recs[j])
+	})
+	fmt.Println("| W/A | method | granularity | loss | iters (W/A) | calib | top-1 (%) | FP (%) | calibration (s) |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	for _, r := range recs {
+		o := r.Options
+		a := fmt.Sprint(o.ABits)
+		if o.ABits >= 32 {
+			a = "32"
+		}
+		gran, loss, iters := string(o.Granularity), string(o.Loss), fmt.Sprintf("%d/%d", o.WeightIters, o.ActIters)
+		if o.Method == "nearest" {
+			gran, loss, iters = "–", "–", "–"
+		}
+		if o.ABits >= 32 && o.Method != "nearest" {
+			iters = fmt.Sprintf("%d/–", o.WeightIters)
+		}
+		fp := "–"
+		if r.FPTop1 > 0 {
+			fp = fmt.Sprintf("%.2f", r.FPTop1)
+		}
+		fmt.Printf("| W%dA%s | %s | %s | %s | %s | %d | %.2f | %s | %.0f |\n", o.WBits, a, o.Method, gran, loss, iters, r.Calib, r.QuantTop1, fp, r.CalibSeconds)
+	}
+	return nil
+}
+
+func methodRank(r QuantRecord) int {
+	o := r.Options
+	rank := map[string]int{"nearest": 0, "adaround": 1, "brecq": 2}[string(o.Method)] * 100
+	rank += map[string]int{"layer": 0, "block": 1, "stage": 2, "net": 3}[string(o.Granularity)] * 10
+	if o.Loss == "fisher" {
+		rank++
+	}
+	return rank + len(strings.TrimSpace(""))
+}
