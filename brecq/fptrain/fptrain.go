@@ -327,6 +327,50 @@ func Accuracy(n, batch int, batchFn func(idx []int) (*tensors.Tensor, []int32, e
 	return 100 * float64(correct) / float64(n), nil
 }
 
+// AccuracyAndLoss is Accuracy that also returns the mean cross-entropy
+// −log softmax(logits)[label] over the n examples.
+func AccuracyAndLoss(n, batch int, batchFn func(idx []int) (*tensors.Tensor, []int32, error), logitsFn func(*tensors.Tensor) (*tensors.Tensor, error)) (acc, loss float64, err error) {
+	correct := 0
+	for start := 0; start < n; start += batch {
+		end := min(start+batch, n)
+		idx := make([]int, end-start)
+		for i := range idx {
+			idx[i] = start + i
+		}
+		x, y, err := batchFn(idx)
+		if err != nil {
+			return 0, 0, err
+		}
+		logits, err := logitsFn(x)
+		if err != nil {
+			return 0, 0, err
+		}
+		correct += CountCorrect(logits, y)
+		loss += SumCrossEntropy(logits, y)
+	}
+	return 100 * float64(correct) / float64(n), loss / float64(n), nil
+}
+
+// SumCrossEntropy is Σ_i −log softmax(logits_i)[label_i], computed in float64.
+func SumCrossEntropy(logits *tensors.Tensor, labels []int32) float64 {
+	d := logits.Shape().Dimensions
+	v := tensors.MustCopyFlatData[float32](logits)
+	total := 0.0
+	for i := 0; i < d[0]; i++ {
+		row := v[i*d[1] : (i+1)*d[1]]
+		m := math.Inf(-1)
+		for _, x := range row {
+			m = math.Max(m, float64(x))
+		}
+		z := 0.0
+		for _, x := range row {
+			z += math.Exp(float64(x) - m)
+		}
+		total += m + math.Log(z) - float64(row[labels[i]])
+	}
+	return total
+}
+
 // CountCorrect counts rows of logits [b, classes] whose arg-max equals the label.
 func CountCorrect(logits *tensors.Tensor, labels []int32) int {
 	d := logits.Shape().Dimensions

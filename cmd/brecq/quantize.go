@@ -34,6 +34,9 @@ type QuantRecord struct {
 	FPTop1       float64            `json:"fp_top1,omitempty"`
 	NearestTop1  float64            `json:"nearest_top1,omitempty"`
 	QuantTop1    float64            `json:"quant_top1"`
+	TestLoss     float64            `json:"test_loss"`
+	CalibLoss    float64            `json:"calib_loss"`
+	CalibTop1    float64            `json:"calib_top1"`
 	CalibSeconds float64            `json:"calib_seconds"`
 	EvalSeconds  float64            `json:"eval_seconds"`
 	Units        []brecq.UnitReport `json:"units"`
@@ -151,8 +154,28 @@ Flags:
 		defer done()
 		return fptrain.Accuracy(ds.Test.N, 500, testBatchFn(ds), logits)
 	}
-	if rec.QuantTop1, err = evalMode(q.EvalMode()); err != nil {
-		return err
+	{
+		logits, done := q.Evaluator(q.EvalMode())
+		rec.QuantTop1, rec.TestLoss, err = fptrain.AccuracyAndLoss(ds.Test.N, 500, testBatchFn(ds), logits)
+		if err == nil {
+			// The same network on its own calibration images: over-fitting shows as
+			// a calibration loss far below the test loss.
+			rec.CalibTop1, rec.CalibLoss, err = fptrain.AccuracyAndLoss(len(idx), 512, func(b []int) (*tensors.Tensor, []int32, error) {
+				sel := make([]int, len(b))
+				for i, j := range b {
+					sel[i] = idx[j]
+				}
+				x, y, err := ds.Train.Batch(sel, ds.Norm)
+				if err != nil {
+					return nil, nil, err
+				}
+				return tensors.FromFlatDataAndDimensions(x, len(sel), 1, ds.Train.H, ds.Train.W), y, nil
+			}, logits)
+		}
+		done()
+		if err != nil {
+			return err
+		}
 	}
 	if *compare {
 		if rec.FPTop1, err = evalMode(brecq.FPMode()); err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"sort"
-	"strings"
 )
 
 func init() { extraCommands["report"] = runReport }
@@ -55,8 +54,8 @@ Examples:
 		}
 		return methodRank(recs[i]) < methodRank(recs[j])
 	})
-	fmt.Println("| W/A | method | granularity | loss | iters (W/A) | calib | top-1 (%) | FP (%) | calibration (s) |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| W/A | method | granularity | loss | iters (W/A) | calib | top-1 (%) | test CE | calib CE | calibration (s) |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range recs {
 		o := r.Options
 		a := fmt.Sprint(o.ABits)
@@ -70,11 +69,7 @@ Examples:
 		if o.ABits >= 32 && o.Method != "nearest" {
 			iters = fmt.Sprintf("%d/–", o.WeightIters)
 		}
-		fp := "–"
-		if r.FPTop1 > 0 {
-			fp = fmt.Sprintf("%.2f", r.FPTop1)
-		}
-		fmt.Printf("| W%dA%s | %s | %s | %s | %s | %d | %.2f | %s | %.0f |\n", o.WBits, a, o.Method, gran, loss, iters, r.Calib, r.QuantTop1, fp, r.CalibSeconds)
+		fmt.Printf("| W%dA%s | %s | %s | %s | %s | %d | %.2f | %.3f | %.3f | %.0f |\n", o.WBits, a, o.Method, gran, loss, iters, r.Calib, r.QuantTop1, r.TestLoss, r.CalibLoss, r.CalibSeconds)
 	}
 	return nil
 }
@@ -86,5 +81,5 @@ func methodRank(r QuantRecord) int {
 	if o.Loss == "fisher" {
 		rank++
 	}
-	return rank + len(strings.TrimSpace(""))
+	return rank
 }
