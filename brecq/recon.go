@@ -67,7 +67,7 @@ type Options struct {
 	FisherDamped bool
 	Seed         uint64
 	// Progress receives a progress bar per unit (nil: quiet).
-	Progress io.Writer
+	Progress io.Writer `json:"-"`
 }
 
 // DefaultOptions are the paper's settings (SPEC §3–4) for BRECQ at block

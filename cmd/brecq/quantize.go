@@ -13,6 +13,7 @@ import (
 	"github.com/brecq-go/brecq/brecq/engine"
 	"github.com/brecq-go/brecq/brecq/fptrain"
 	"github.com/brecq-go/brecq/brecq/models"
+	"github.com/brecq-go/brecq/brecq/runrecord"
 	"github.com/brecq-go/brecq/datasets"
 	"github.com/brecq-go/brecq/internal/runrec"
 )
@@ -20,28 +21,7 @@ import (
 func init() { extraCommands["quantize"] = runQuantize }
 
 // QuantRecord is the JSON record of a quantization run.
-type QuantRecord struct {
-	Command      string             `json:"command"`
-	Checkpoint   string             `json:"checkpoint"`
-	Model        string             `json:"model"`
-	Data         string             `json:"data"`
-	Backend      string             `json:"backend"`
-	Machine      string             `json:"machine"`
-	Options      brecq.Options      `json:"options"`
-	Calib        int                `json:"calib_images"`
-	CalibSeed    uint64             `json:"calib_seed"`
-	CalibIndices []int              `json:"calib_indices"`
-	FPTop1       float64            `json:"fp_top1,omitempty"`
-	NearestTop1  float64            `json:"nearest_top1,omitempty"`
-	QuantTop1    float64            `json:"quant_top1"`
-	TestLoss     float64            `json:"test_loss"`
-	CalibLoss    float64            `json:"calib_loss"`
-	CalibTop1    float64            `json:"calib_top1"`
-	CalibSeconds float64            `json:"calib_seconds"`
-	EvalSeconds  float64            `json:"eval_seconds"`
-	Units        []brecq.UnitReport `json:"units"`
-	Output       string             `json:"output,omitempty"`
-}
+type QuantRecord = runrecord.Quant
 
 func runQuantize(args []string) error {
 	fs := flag.NewFlagSet("quantize", flag.ContinueOnError)

@@ -1,11 +1,11 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
 	"sort"
+
+	"github.com/brecq-go/brecq/brecq/runrecord"
 )
 
 func init() { extraCommands["report"] = runReport }
@@ -31,18 +31,11 @@ Examples:
 	}
 	var recs []QuantRecord
 	for _, p := range fs.Args() {
-		b, err := os.ReadFile(p)
+		r, err := runrecord.Load(p)
 		if err != nil {
 			return err
 		}
-		var r QuantRecord
-		if err := json.Unmarshal(b, &r); err != nil {
-			return fmt.Errorf("%s: not a run record: %w", p, err)
-		}
-		if r.Options.WBits == 0 {
-			return fmt.Errorf("%s: not a quantize run record (no weight bits)", p)
-		}
-		recs = append(recs, r)
+		recs = append(recs, *r)
 	}
 	sort.SliceStable(recs, func(i, j int) bool {
 		a, b := recs[i].Options, recs[j].Options
