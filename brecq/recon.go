@@ -196,16 +196,101 @@ func NewQuantizer(backend compute.Backend, net *models.Net, params models.Params
 // chunk is the number of calibration images per forward pass when caching.
 const chunk = 128
 
-// capture runs the network on the calibration images under mode and returns
-// the unit's input and its output (the value before any output quantizer);
-// with fisher, instead of the output, the squared gradient of
-// KL(FP ‖ mode) w.r.t. the unit output.
-func (r *Quantizer) capture(mode Mode, u *Unit, fisher bool, images *tensors.Tensor) (in, out *cache, err error) {
+// stream holds, for every calibration image, the input of block `block` of
+// the network under some mode (channel-first cache). Streams advance block
+// by block as units are finished, so each unit costs one pass over its own
+// blocks instead of a pass over the whole prefix.
+type stream struct {
+	block int
+	x     *cache
+}
+
+// imageStream is the input of block 0: the calibration images, channel-first.
+func (r *Quantizer) imageStream() (*stream, error) {
+	c := &cache{}
+	n := r.calib.Shape().Dimensions[0]
+	for start := 0; start < n; start += chunk {
+		end := min(start+chunk, n)
+		t := sliceImages(r.calib, start, end)
+		d := t.Shape().Dimensions
+		// [N, C, H, W] → [C, N, H, W] on the host.
+		v := tensors.MustCopyFlatData[float32](t)
+		S := d[2] * d[3]
+		out := make([]float32, len(v))
+		for i := 0; i < d[0]; i++ {
+			for ch := 0; ch < d[1]; ch++ {
+				copy(out[(ch*d[0]+i)*S:(ch*d[0]+i+1)*S], v[(i*d[1]+ch)*S:(i*d[1]+ch+1)*S])
+			}
+		}
+		if err := c.appendTensor(tensors.FromFlatDataAndDimensions(out, d[1], d[0], d[2], d[3]), 1); err != nil {
+			return nil, err
+		}
+	}
+	return &stream{block: 0, x: c}, nil
+}
+
+// chunks calls fn with consecutive index ranges of at most chunk images.
+func chunks(n int, fn func(idx []int) error) error {
+	for start := 0; start < n; start += chunk {
+		idx := make([]int, min(start+chunk, n)-start)
+		for i := range idx {
+			idx[i] = start + i
+		}
+		if err := fn(idx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// advance runs blocks [s.block, to) under mode on the stream's images.
+func (r *Quantizer) advance(s *stream, to int, mode Mode) error {
+	if to < s.block {
+		return fmt.Errorf("brecq: stream at block %d cannot go back to %d", s.block, to)
+	}
+	if to == s.block {
+		return nil
+	}
+	f := r.Q.feed(nil)
+	from := s.block
+	exec, err := graph.NewExec(r.backend, func(in []*graph.Node) []*graph.Node {
+		ops := &qOps{q: r.Q, n: f.nodes(in), mode: mode}
+		return []*graph.Node{r.Q.Net.ForwardRange(ops, in[len(f.names)], from, to)}
+	})
+	if err != nil {
+		return err
+	}
+	defer exec.Finalize()
+	next := &cache{}
+	err = chunks(s.x.n, func(idx []int) error {
+		res, err := exec.Exec(f.args(s.x.batch(idx))...)
+		if err != nil {
+			return fmt.Errorf("caching the input of block %d: %w", to, err)
+		}
+		return next.appendTensor(res[0], 1)
+	})
+	if err != nil {
+		return err
+	}
+	s.block, s.x = to, next
+	return nil
+}
+
+// capture runs the network under mode from the stream src (the input of
+// block src.block ≤ u.first) and returns the unit's input and its output
+// (the value before any output quantizer). With fisher, instead of the
+// output, the squared gradient of KL(FP ‖ mode) w.r.t. the unit output; the
+// FP logits then come from fpSrc, the FP stream at the same block.
+func (r *Quantizer) capture(mode Mode, u *Unit, fisher bool, src, fpSrc *stream) (in, out *cache, err error) {
+	if src.block > u.first || (fisher && (fpSrc == nil || fpSrc.block != src.block)) {
+		return nil, nil, fmt.Errorf("brecq: unit %s: caching stream at the wrong block", u.Name)
+	}
 	f := r.Q.feed(nil)
 	net := r.Q.Net
+	from := src.block
 	exec, err := graph.NewExec(r.backend, func(inputs []*graph.Node) []*graph.Node {
 		nodes := f.nodes(inputs)
-		x := models.ToCNHW(inputs[len(f.names)])
+		x := inputs[len(f.names)]
 		var inNode, outNode *graph.Node
 		ops := &qOps{q: r.Q, n: nodes, mode: mode}
 		ops.onIn = func(l *models.Layer, x *graph.Node) {
@@ -229,14 +314,14 @@ func (r *Quantizer) capture(mode Mode, u *Unit, fisher bool, images *tensors.Ten
 		if fisher {
 			end = len(net.Blocks)
 		}
-		y := net.ForwardRange(ops, x, 0, end)
+		y := net.ForwardRange(ops, x, from, end)
 		if u.outKind == outLogits {
 			outNode = y
 		}
 		if !fisher {
 			return []*graph.Node{inNode, outNode}
 		}
-		fpLogits := net.Forward(&qOps{q: r.Q, n: nodes, mode: FPMode()}, inputs[len(f.names)])
+		fpLogits := net.ForwardRange(&qOps{q: r.Q, n: nodes, mode: FPMode()}, inputs[len(f.names)+1], from, len(net.Blocks))
 		pfp := graph.Softmax(graph.StopGradient(fpLogits), -1)
 		kl := graph.ReduceAllMean(graph.ReduceSum(graph.Mul(pfp, graph.Sub(graph.Log(graph.MaxScalar(pfp, 1e-30)), graph.LogSoftmax(y, -1))), -1))
 		g := graph.Gradient(kl, outNode)[0]
@@ -247,30 +332,29 @@ func (r *Quantizer) capture(mode Mode, u *Unit, fisher bool, images *tensors.Ten
 	}
 	defer exec.Finalize()
 	in, out = &cache{}, &cache{}
-	n := images.Shape().Dimensions[0]
-	for start := 0; start < n; start += chunk {
-		end := min(start+chunk, n)
-		batch := sliceImages(images, start, end)
-		res, err := exec.Exec(f.args(batch)...)
+	ob := 1
+	if u.outKind == outLogits {
+		ob = 0
+	}
+	err = chunks(src.x.n, func(idx []int) error {
+		args := f.args(src.x.batch(idx))
+		if fisher {
+			args = append(args, fpSrc.x.batch(idx))
+		}
+		res, err := exec.Exec(args...)
 		if err != nil {
-			return nil, nil, fmt.Errorf("caching unit %s: %w", u.Name, err)
+			return fmt.Errorf("caching unit %s: %w", u.Name, err)
 		}
-		if err := in.appendTensor(res[0], batchAxisOf(u.InLayer, r.Q.Net, res[0])); err != nil {
-			return nil, nil, err
+		if err := in.appendTensor(res[0], 1); err != nil {
+			return err
 		}
-		ob := 1
-		if u.outKind == outLogits {
-			ob = 0
-		}
-		if err := out.appendTensor(res[1], ob); err != nil {
-			return nil, nil, err
-		}
+		return out.appendTensor(res[1], ob)
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	return in, out, nil
 }
-
-// batchAxisOf: unit inputs are channel-first, batch on axis 1.
-func batchAxisOf(_ string, _ *models.Net, _ *tensors.Tensor) int { return 1 }
 
 // sliceImages returns images [start, end) of an [N, ...] tensor.
 func sliceImages(images *tensors.Tensor, start, end int) *tensors.Tensor {
@@ -331,8 +415,19 @@ func (r *Quantizer) Run() error {
 			return err
 		}
 		done := map[string]bool{}
+		qs, err := r.imageStream()
+		if err != nil {
+			return err
+		}
+		fs := &stream{block: 0, x: qs.x}
 		for _, u := range units {
-			if err := r.reconstructWeights(u, done); err != nil {
+			if err := r.advance(qs, u.first, r.weightMode(done, nil, RoundOff)); err != nil {
+				return err
+			}
+			if err := r.advance(fs, u.first, FPMode()); err != nil {
+				return err
+			}
+			if err := r.reconstructWeights(u, done, qs, fs); err != nil {
 				return err
 			}
 			for _, l := range u.Layers {
@@ -362,22 +457,22 @@ func (r *Quantizer) EvalMode() Mode {
 	return m
 }
 
-func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool) error {
+func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *stream) error {
 	o := r.Opt
 	t0 := time.Now()
 	// Input from the partly quantized network, target from the FP network.
-	xin, _, err := r.capture(r.weightMode(done, nil, RoundOff), u, false, r.calib)
+	xin, _, err := r.capture(r.weightMode(done, nil, RoundOff), u, false, qs, nil)
 	if err != nil {
 		return err
 	}
-	_, yfp, err := r.capture(FPMode(), u, false, r.calib)
+	_, yfp, err := r.capture(FPMode(), u, false, fs, nil)
 	if err != nil {
 		return err
 	}
 	var wts *cache
 	rep := UnitReport{Unit: u.Name, Stage: "weights", Iters: o.WeightIters}
 	if o.Loss == LossFisher {
-		_, g2, err := r.capture(r.weightMode(done, u, RoundNearest), u, true, r.calib)
+		_, g2, err := r.capture(r.weightMode(done, u, RoundNearest), u, true, qs, fs)
 		if err != nil {
 			return err
 		}
@@ -534,12 +629,23 @@ func (r *Quantizer) activationStage() error {
 	if err != nil {
 		return err
 	}
+	qs, err := r.imageStream()
+	if err != nil {
+		return err
+	}
+	fs := &stream{block: 0, x: qs.x}
 	for _, u := range units {
 		if len(u.ActPoints) == 0 {
 			continue
 		}
 		t0 := time.Now()
-		xin, _, err := r.capture(r.actMode(on), u, false, r.calib)
+		if err := r.advance(qs, u.first, r.actMode(on)); err != nil {
+			return err
+		}
+		if err := r.advance(fs, u.first, FPMode()); err != nil {
+			return err
+		}
+		xin, _, err := r.capture(r.actMode(on), u, false, qs, nil)
 		if err != nil {
 			return err
 		}
@@ -549,7 +655,7 @@ func (r *Quantizer) activationStage() error {
 		if o.Method == MethodNearest || o.ActIters == 0 {
 			continue
 		}
-		_, yfp, err := r.capture(FPMode(), u, false, r.calib)
+		_, yfp, err := r.capture(FPMode(), u, false, fs, nil)
 		if err != nil {
 			return err
 		}
