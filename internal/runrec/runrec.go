@@ -34,6 +34,9 @@ func WriteFileAtomic(path string, data []byte) error {
 			os.Remove(tmp)
 		}
 	}()
+	if err := f.Chmod(0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
 	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
