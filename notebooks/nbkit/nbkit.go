@@ -1,0 +1,137 @@
+// Package nbkit holds the small helpers shared by the notebooks in notebooks/:
+// the budget switch, a per-kernel cache (GoNB runs every cell as a new
+// program, so results that later cells need are cached on disk), Markdown
+// tables, a small MLP trained with plain GoMLX, MNIST subsets and SVG plots.
+// The mathematics the notebooks are about stays in the notebooks.
+package nbkit
+
+import (
+	"encoding/gob"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// EnvBudget is the environment variable that selects the notebooks' budget.
+const EnvBudget = "BRECQ_BUDGET"
+
+// Budget returns the value of $BRECQ_BUDGET and whether the notebook should run its
+// reduced CI version ("ci"); anything else, including unset, means the full version.
+func Budget() (name string, ci bool) {
+	name = os.Getenv(EnvBudget)
+	if name == "" {
+		name = "unset (full)"
+	}
+	return name, os.Getenv(EnvBudget) == "ci"
+}
+
+// Pick returns ciValue under the CI budget and fullValue otherwise.
+func Pick[T any](ciValue, fullValue T) T {
+	if _, ci := Budget(); ci {
+		return ciValue
+	}
+	return fullValue
+}
+
+var keyRE = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+
+// CacheDir returns the folder of Cached: $GONB_TMP_DIR/nbkit-cache (the kernel's own
+// temporary module, removed with the kernel), or "" outside GoNB (no caching).
+func CacheDir() string {
+	if d := os.Getenv("GONB_TMP_DIR"); d != "" {
+		return filepath.Join(d, "nbkit-cache")
+	}
+	return ""
+}
+
+// Cached returns fn()'s result, computed once per kernel: GoNB runs each cell as a new
+// program, so a value that later cells need (a trained network, a Hessian) is stored
+// with encoding/gob under key (plus the budget) in CacheDir and read back by later
+// cells. Restart the kernel to recompute. Outside GoNB it just calls fn.
+func Cached[T any](key string, fn func() T) T {
+	dir := CacheDir()
+	if dir == "" {
+		return fn()
+	}
+	budget, _ := Budget()
+	path := filepath.Join(dir, keyRE.ReplaceAllString(key+"_"+budget, "_")+".gob")
+	if f, err := os.Open(path); err == nil {
+		defer f.Close()
+		var v T
+		if err := gob.NewDecoder(f).Decode(&v); err != nil {
+			panic(fmt.Sprintf("nbkit: reading cached %q: %v", key, err))
+		}
+		return v
+	}
+	v := fn()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		panic(err)
+	}
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		panic(err)
+	}
+	if err := gob.NewEncoder(f).Encode(v); err != nil {
+		f.Close()
+		panic(fmt.Sprintf("nbkit: caching %q: %v", key, err))
+	}
+	if err := f.Close(); err != nil {
+		panic(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// Table returns a Markdown table.
+func Table(header []string, rows [][]string) string {
+	var b strings.Builder
+	b.WriteString("| " + strings.Join(header, " | ") + " |\n|")
+	for range header {
+		b.WriteString(" --- |")
+	}
+	b.WriteString("\n")
+	for _, r := range rows {
+		b.WriteString("| " + strings.Join(r, " | ") + " |\n")
+	}
+	return b.String()
+}
+
+// G formats v with n significant digits (%.*g), switching to exponent form for very
+// small or large magnitudes; NaN and ±Inf print as such.
+func G(v float64, n int) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return fmt.Sprint(v)
+	}
+	a := math.Abs(v)
+	if a != 0 && (a < 1e-3 || a >= 1e6) {
+		s := fmt.Sprintf("%.*e", max(n-1, 0), v)
+		// 1.23e-05 → 1.23·10⁻⁵ reads better in a table.
+		mant, exp, _ := strings.Cut(s, "e")
+		e := 0
+		fmt.Sscanf(exp, "%d", &e)
+		return mant + "·10" + superscript(e)
+	}
+	return fmt.Sprintf("%.*g", n, v)
+}
+
+// Pct formats a fraction as a percentage with d decimals.
+func Pct(v float64, d int) string { return fmt.Sprintf("%.*f%%", d, 100*v) }
+
+func superscript(e int) string {
+	digits := []rune("⁰¹²³⁴⁵⁶⁷⁸⁹")
+	s := ""
+	if e < 0 {
+		s = "⁻"
+		e = -e
+	}
+	for _, c := range fmt.Sprint(e) {
+		s += string(digits[c-'0'])
+	}
+	return s
+}

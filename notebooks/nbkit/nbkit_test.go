@@ -1,0 +1,115 @@
+package nbkit
+
+import (
+	"encoding/xml"
+	"math"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/brecq-go/brecq/brecq/engine"
+)
+
+func wellFormed(t *testing.T, svg string) {
+	t.Helper()
+	d := xml.NewDecoder(strings.NewReader(svg))
+	for {
+		_, err := d.Token()
+		if err != nil {
+			if err.Error() == "EOF" {
+				return
+			}
+			t.Fatalf("SVG is not well-formed XML: %v\n%s", err, svg)
+		}
+	}
+}
+
+func TestPlots(t *testing.T) {
+	e, f := Hist([]float64{0.1, 0.2, 0.9, 5}, 0, 1, 4)
+	if len(e) != 5 || f[0] != 0.5 || f[3] != 0.5 {
+		t.Fatalf("Hist: edges %v frac %v", e, f)
+	}
+	p := Plot{Title: "a<b", XLabel: "x", YLabel: "y", LogY: true, Legend: true,
+		Series: []Series{{Name: "s", X: []float64{1, 2, 3}, Y: []float64{1, 10, 0}},
+			{Name: "h", X: e, Y: f, Step: true, Fill: true}, {X: []float64{1}, Y: []float64{2}, Points: true}},
+		Marks: []Mark{{X: 2, Label: "m", Dashed: true}}}
+	wellFormed(t, p.SVG())
+	wellFormed(t, Plot{Series: []Series{{X: []float64{0}, Y: []float64{math.NaN()}}}}.SVG())
+	hm := Heatmap{Title: "h", Values: [][]float64{{0, 1}, {math.NaN(), 2}}, RowLabels: []string{"a", "b"},
+		ColLabels: []string{"c", "d"}, Separators: []int{1}, Caption: "log"}
+	wellFormed(t, hm.SVG())
+	if !strings.Contains(Row("<b>x</b>", "y"), "<b>x</b>") {
+		t.Fatal("Row lost its items")
+	}
+}
+
+func TestFormat(t *testing.T) {
+	for v, want := range map[float64]string{0.5: "0.5", 1.25e-5: "1.25·10⁻⁵", 0: "0", 123.456: "123"} {
+		if got := G(v, 3); got != want {
+			t.Errorf("G(%g) = %q, want %q", v, got, want)
+		}
+	}
+	if got := Table([]string{"a", "b"}, [][]string{{"1", "2"}}); got != "| a | b |\n| --- | --- |\n| 1 | 2 |\n" {
+		t.Errorf("Table: %q", got)
+	}
+}
+
+func TestCached(t *testing.T) {
+	t.Setenv("GONB_TMP_DIR", t.TempDir())
+	calls := 0
+	fn := func() []float64 { calls++; return []float64{1, 2} }
+	a := Cached("k/1", fn)
+	b := Cached("k/1", fn)
+	if calls != 1 || len(b) != 2 || a[1] != b[1] {
+		t.Fatalf("Cached: %d calls, %v %v", calls, a, b)
+	}
+	t.Setenv("GONB_TMP_DIR", "")
+	Cached("k/1", fn)
+	if calls != 2 {
+		t.Fatal("Cached without GONB_TMP_DIR must call fn")
+	}
+}
+
+func TestTrainMLP(t *testing.T) {
+	if os.Getenv("GOEXPERIMENT") == "" {
+		t.Log("GOEXPERIMENT not set; the Go backend is slow without simd")
+	}
+	backend := engine.MustBackend()
+	// Two Gaussian blobs in 8 dimensions, labels 0/1 (of 10 classes).
+	r := rand.New(rand.NewPCG(1, 1))
+	d := Data{N: 256, D: 8}
+	for i := range d.N {
+		c := int32(i % 2)
+		for range d.D {
+			d.X = append(d.X, float32(r.NormFloat64()+2*float64(c)-1))
+		}
+		d.Y = append(d.Y, c)
+	}
+	m := NewMLP(3, 8, 16, 10)
+	loss0, _ := Evaluate(backend, m, d)
+	steps := 0
+	losses := TrainMLP(backend, m, d, TrainConfig{Steps: 60, Batch: 64, LR: 1e-2, Seed: 1,
+		OnStep: func(int, float64, *MLP) { steps++ }})
+	loss1, acc := Evaluate(backend, m, d)
+	if steps != 60 || len(losses) != 60 || !(loss1 < loss0/3) || acc < 0.95 {
+		t.Fatalf("training: %d steps, loss %g → %g, accuracy %g", steps, loss0, loss1, acc)
+	}
+	h := Activations(backend, m, d, 0)
+	if len(h) != d.N*16 {
+		t.Fatalf("Activations: %d values", len(h))
+	}
+	for _, v := range h {
+		if v < 0 {
+			t.Fatal("hidden activations must be post-ReLU")
+		}
+	}
+	z := Activations(backend, m, d, 1)
+	neg := false
+	for _, v := range z {
+		neg = neg || v < 0
+	}
+	if len(z) != d.N*10 || !neg {
+		t.Fatal("Activations of the last layer must be the logits")
+	}
+}
