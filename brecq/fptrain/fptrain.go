@@ -307,24 +307,8 @@ func (e *Evaluator) Logits(x *tensors.Tensor) (*tensors.Tensor, error) {
 // Accuracy returns the top-1 accuracy (in %) of logitsFn over n examples
 // served in batches by batchFn (x [b,C,H,W], labels [b]).
 func Accuracy(n, batch int, batchFn func(idx []int) (*tensors.Tensor, []int32, error), logitsFn func(*tensors.Tensor) (*tensors.Tensor, error)) (float64, error) {
-	correct := 0
-	for start := 0; start < n; start += batch {
-		end := min(start+batch, n)
-		idx := make([]int, end-start)
-		for i := range idx {
-			idx[i] = start + i
-		}
-		x, y, err := batchFn(idx)
-		if err != nil {
-			return 0, err
-		}
-		logits, err := logitsFn(x)
-		if err != nil {
-			return 0, err
-		}
-		correct += CountCorrect(logits, y)
-	}
-	return 100 * float64(correct) / float64(n), nil
+	acc, _, err := AccuracyAndLoss(n, batch, batchFn, logitsFn)
+	return acc, err
 }
 
 // AccuracyAndLoss is Accuracy that also returns the mean cross-entropy

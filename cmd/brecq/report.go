@@ -37,16 +37,6 @@ Examples:
 		}
 		recs = append(recs, *r)
 	}
-	sort.SliceStable(recs, func(i, j int) bool {
-		a, b := recs[i].Options, recs[j].Options
-		if a.WBits != b.WBits {
-			return a.WBits > b.WBits
-		}
-		if a.ABits != b.ABits {
-			return a.ABits > b.ABits
-		}
-		return methodRank(recs[i]) < methodRank(recs[j])
-	})
 	fmt.Println("| W/A | method | granularity | loss | iters (W/A) | calib | top-1 (%) | test CE | calib CE | calibration (s) |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	// FP and nearest rounding from --compare records, once per W/A, unless a
