@@ -10,7 +10,6 @@ import (
 	"github.com/brecq-go/brecq/brecq/engine"
 	"github.com/brecq-go/brecq/brecq/fptrain"
 	"github.com/brecq-go/brecq/brecq/models"
-	"github.com/brecq-go/brecq/datasets"
 	"github.com/brecq-go/brecq/internal/runrec"
 )
 
@@ -54,14 +53,7 @@ Flags:
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := engine.Announce(os.Stdout); err != nil {
-		return err
-	}
-	ds, err := datasets.Load(*data)
-	if err != nil {
-		return err
-	}
-	net, err := models.CIFARResNet(*depth, *width, 1, ds.Test.H, ds.Test.W, ds.NumClasses)
+	backend, ds, net, err := setup(*data, *depth, *width)
 	if err != nil {
 		return err
 	}
@@ -69,7 +61,6 @@ Flags:
 	if err != nil {
 		return err
 	}
-	backend, _ := engine.Backend()
 	ev, err := fptrain.NewEvaluator(backend, net, p)
 	if err != nil {
 		return err

@@ -7,6 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+
+	"github.com/gomlx/compute"
+
+	"github.com/brecq-go/brecq/brecq/engine"
+	"github.com/brecq-go/brecq/brecq/models"
+	"github.com/brecq-go/brecq/datasets"
 )
 
 const usage = `brecq — post-training quantization by block reconstruction (BRECQ, AdaRound)
@@ -57,3 +63,21 @@ func main() {
 
 // extraCommands are registered by other files of this command.
 var extraCommands = map[string]func([]string) error{}
+
+// setup prints the backend, loads the data set and builds the ResNet
+// description that fits its images — the start every subcommand shares.
+func setup(data string, depth, width int) (compute.Backend, *datasets.Dataset, *models.Net, error) {
+	if err := engine.Announce(os.Stdout); err != nil {
+		return nil, nil, nil, err
+	}
+	backend, _ := engine.Backend()
+	ds, err := datasets.Load(data)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	net, err := models.CIFARResNet(depth, width, 1, ds.Train.H, ds.Train.W, ds.NumClasses)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return backend, ds, net, nil
+}

@@ -86,15 +86,7 @@ Flags:
 	if *calib < 1 {
 		return fmt.Errorf("--calib %d: need at least one image", *calib)
 	}
-	if err := engine.Announce(os.Stdout); err != nil {
-		return err
-	}
-	backend, _ := engine.Backend()
-	ds, err := datasets.Load(*data)
-	if err != nil {
-		return err
-	}
-	net, err := models.CIFARResNet(*depth, *width, 1, ds.Train.H, ds.Train.W, ds.NumClasses)
+	backend, ds, net, err := setup(*data, *depth, *width)
 	if err != nil {
 		return err
 	}

@@ -95,15 +95,7 @@ Flags:
 	if *jsonOut == "" {
 		*jsonOut = trimExt(*out) + ".json"
 	}
-	if err := engine.Announce(os.Stdout); err != nil {
-		return err
-	}
-	backend, _ := engine.Backend()
-	ds, err := datasets.Load(*data)
-	if err != nil {
-		return err
-	}
-	net, err := models.CIFARResNet(*depth, *width, 1, ds.Train.H, ds.Train.W, ds.NumClasses)
+	backend, ds, net, err := setup(*data, *depth, *width)
 	if err != nil {
 		return err
 	}
