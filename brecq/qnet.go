@@ -36,6 +36,11 @@ type Mode struct {
 	DefaultWeights RoundingMode
 	Weights        map[string]RoundingMode
 	Acts           map[string]bool
+	// DropProb, when in (0, 1), is QDrop: each element at a switched-on
+	// activation point keeps its quantized value with probability DropProb
+	// and its full-precision value otherwise (a fresh draw per element and
+	// per pass: x̃ = m·q(x) + (1 − m)·x, m ~ Bernoulli(DropProb)).
+	DropProb float64
 }
 
 // Weight returns the rounding mode of layer name.
@@ -147,6 +152,23 @@ type qOps struct {
 	onIn  func(l *models.Layer, x *graph.Node)
 	onOut func(l *models.Layer, y *graph.Node) *graph.Node
 	onAct func(point string, x *graph.Node) *graph.Node
+	// rng is the random state consumed (and replaced) by QDrop's draws; it
+	// must be set when mode.DropProb is in (0, 1).
+	rng *graph.Node
+}
+
+// dropping reports whether the mode draws QDrop masks.
+func (m Mode) dropping() bool { return m.DropProb > 0 && m.DropProb < 1 }
+
+// drop returns q where a uniform draw falls below DropProb and x elsewhere,
+// advancing the random state.
+func (o *qOps) drop(q, x *graph.Node) *graph.Node {
+	if o.rng == nil {
+		panic("brecq: QDrop mode without a random state")
+	}
+	var u *graph.Node
+	o.rng, u = graph.RandomUniform(o.rng, x.Shape())
+	return graph.Where(graph.LessThan(u, graph.Scalar(x.Graph(), x.DType(), o.mode.DropProb)), q, x)
 }
 
 func (o *qOps) node(name string) *graph.Node {
@@ -193,5 +215,9 @@ func (o *qOps) Act(point string, x *graph.Node) *graph.Node {
 	if bits <= 0 || bits >= 32 {
 		return x
 	}
-	return FakeQuant(x, o.node("as:"+point), o.node("az:"+point), bits)
+	q := FakeQuant(x, o.node("as:"+point), o.node("az:"+point), bits)
+	if o.mode.dropping() {
+		return o.drop(q, x)
+	}
+	return q
 }

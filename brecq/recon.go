@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"sort"
 	"time"
 
 	"github.com/gomlx/compute"
@@ -26,6 +27,12 @@ const (
 	MethodAdaRound Method = "adaround"
 	// MethodBRECQ is block reconstruction (or the granularity chosen) with MSE or Fisher loss.
 	MethodBRECQ Method = "brecq"
+	// MethodQDrop is QDrop (Wei et al., ICLR 2022): BRECQ's reconstruction
+	// with activation quantization on during the weight stage, each element
+	// kept quantized with probability DropProb, the unit's input drawn
+	// element-wise from its quantized and FP versions the same way, and the
+	// unit's activation step sizes learned jointly with the rounding.
+	MethodQDrop Method = "qdrop"
 )
 
 // Loss is the reconstruction objective.
@@ -65,7 +72,16 @@ type Options struct {
 	FisherMix float64
 	// FisherDamped uses the authors' weights (|g| + 1)² instead.
 	FisherDamped bool
-	Seed         uint64
+	// LayerBits overrides the weight bits of the named layers (mixed
+	// precision); other layers use WBits or FirstLast.
+	LayerBits map[string]int `json:"layer_bits,omitempty"`
+	// DropProb is QDrop's probability of keeping an activation element
+	// quantized during the weight stage (0.5).
+	DropProb float64 `json:"drop_prob,omitempty"`
+	// QDropActLR is QDrop's Adam learning rate on the step sizes learned with
+	// the rounding (4e-5).
+	QDropActLR float64 `json:"qdrop_act_lr,omitempty"`
+	Seed       uint64
 	// Progress receives a progress bar per unit (nil: quiet).
 	Progress io.Writer `json:"-"`
 }
@@ -75,7 +91,8 @@ type Options struct {
 func DefaultOptions(wbits, abits int) Options {
 	return Options{Method: MethodBRECQ, WBits: wbits, ABits: abits, Granularity: Block, Loss: LossMSE,
 		WeightIters: 20000, ActIters: 5000, Batch: 32, Lambda: 0.01, WeightLR: 1e-3, ActLR: 4e-4,
-		WarmUp: 0.2, BetaStart: 20, BetaEnd: 2, ActP: 2.4, FirstLast: 8, ClassifierInputBits: 8, FisherMix: 1, Seed: 1}
+		WarmUp: 0.2, BetaStart: 20, BetaEnd: 2, ActP: 2.4, FirstLast: 8, ClassifierInputBits: 8, FisherMix: 1,
+		DropProb: 0.5, QDropActLR: 4e-5, Seed: 1}
 }
 
 // Validate reports impossible settings, naming the option.
@@ -98,12 +115,27 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("classifier input bits: %w", err)
 		}
 	}
+	for name, b := range o.LayerBits {
+		if err := ValidateBits(b); err != nil {
+			return fmt.Errorf("bits of layer %s: %w", name, err)
+		}
+	}
 	switch o.Method {
 	case MethodNearest, MethodBRECQ:
+	case MethodQDrop:
+		if o.ABits >= 32 {
+			return fmt.Errorf("method qdrop drops activation quantization: it needs activation bits < 32, not %d", o.ABits)
+		}
+		if !(o.DropProb > 0 && o.DropProb <= 1) {
+			return fmt.Errorf("drop probability %g outside (0, 1]", o.DropProb)
+		}
+		if !(o.QDropActLR > 0) {
+			return fmt.Errorf("qdrop step-size learning rate %g must be positive", o.QDropActLR)
+		}
 	case MethodAdaRound:
 		o.Granularity, o.Loss = Layer, LossMSE
 	default:
-		return fmt.Errorf("method %q: want nearest, adaround or brecq", o.Method)
+		return fmt.Errorf("method %q: want nearest, adaround, brecq or qdrop", o.Method)
 	}
 	if _, err := ParseGranularity(string(o.Granularity)); err != nil {
 		return err
@@ -137,6 +169,29 @@ type UnitReport struct {
 	RecLoss0   float64 `json:"rec_loss_start"`
 	RoundLoss  float64 `json:"round_loss_end"`
 	FisherMean float64 `json:"fisher_g2_mean,omitempty"`
+	// CacheSeconds is the time spent caching the unit's inputs and targets;
+	// FisherSeconds the time of the Fisher (gradient) pass, both included in Seconds.
+	CacheSeconds  float64 `json:"cache_seconds"`
+	FisherSeconds float64 `json:"fisher_seconds,omitempty"`
+	// IterMS is the median wall time of one optimisation iteration in
+	// milliseconds, IterMSLo / IterMSHi its 10th and 90th percentiles.
+	IterMS   float64 `json:"iter_ms"`
+	IterMSLo float64 `json:"iter_ms_p10"`
+	IterMSHi float64 `json:"iter_ms_p90"`
+}
+
+// iterTimes collects per-iteration wall times of one unit.
+type iterTimes []float64
+
+// record sets the median and the 10th / 90th percentiles of the times (ms) in rep.
+func (t iterTimes) record(rep *UnitReport) {
+	if len(t) == 0 {
+		return
+	}
+	s := append([]float64(nil), t...)
+	sort.Float64s(s)
+	q := func(f float64) float64 { return s[int(math.Round(f*float64(len(s)-1)))] }
+	rep.IterMS, rep.IterMSLo, rep.IterMSHi = q(0.5), q(0.1), q(0.9)
 }
 
 // Report is what a quantization run did.
@@ -161,6 +216,11 @@ func NewQuantizer(backend compute.Backend, net *models.Net, params models.Params
 	if err := opt.Validate(); err != nil {
 		return nil, err
 	}
+	for name := range opt.LayerBits {
+		if net.Layer(name) == nil {
+			return nil, fmt.Errorf("bits given for layer %q, which %s does not have", name, net.Name)
+		}
+	}
 	fp, err := FoldBN(net, params)
 	if err != nil {
 		return nil, err
@@ -171,6 +231,9 @@ func NewQuantizer(backend compute.Backend, net *models.Net, params models.Params
 		bits := opt.WBits
 		if opt.FirstLast != 0 && (i == 0 || i == len(layers)-1) {
 			bits = opt.FirstLast
+		}
+		if b, ok := opt.LayerBits[l.Name]; ok {
+			bits = b
 		}
 		w := tensors.MustCopyFlatData[float32](fp[l.Name+".weight"])
 		wq, err := SearchWeightQParams(w, fp[l.Name+".weight"].Shape().Dimensions, bits)
@@ -409,6 +472,13 @@ func (r *Quantizer) Run() error {
 	t0 := time.Now()
 	defer func() { r.Report.Seconds = time.Since(t0).Seconds() }()
 	o := r.Opt
+	if o.Method == MethodQDrop {
+		// QDrop switches activation quantization on during the weight stage,
+		// so every range is initialised first (weights at nearest rounding).
+		if err := r.activationStage(RoundNearest, false); err != nil {
+			return err
+		}
+	}
 	if o.Method != MethodNearest {
 		units, err := Units(r.Q.Net, o.Granularity)
 		if err != nil {
@@ -421,7 +491,7 @@ func (r *Quantizer) Run() error {
 		}
 		fs := &stream{block: 0, x: qs.x}
 		for _, u := range units {
-			if err := r.advance(qs, u.first, r.weightMode(done, nil, RoundOff)); err != nil {
+			if err := r.advance(qs, u.first, r.prefixMode(done)); err != nil {
 				return err
 			}
 			if err := r.advance(fs, u.first, FPMode()); err != nil {
@@ -435,10 +505,26 @@ func (r *Quantizer) Run() error {
 			}
 		}
 	}
-	if o.ABits < 32 {
-		return r.activationStage()
+	if o.ABits < 32 && o.Method != MethodQDrop {
+		return r.activationStage(r.EvalMode().DefaultWeights, o.Method != MethodNearest)
 	}
 	return nil
+}
+
+// prefixMode is the mode of the network before a unit whose predecessors'
+// layers are done: those hard-rounded, the stem at nearest, and under QDrop
+// every activation point quantized.
+func (r *Quantizer) prefixMode(done map[string]bool) Mode {
+	return r.unitMode(done, nil, RoundOff)
+}
+
+// allActs switches on every activation point with a quantizer.
+func (r *Quantizer) allActs() map[string]bool {
+	on := map[string]bool{}
+	for p := range r.Q.AQ {
+		on[p] = true
+	}
+	return on
 }
 
 // EvalMode is the mode of the finished quantized network.
@@ -459,20 +545,26 @@ func (r *Quantizer) EvalMode() Mode {
 
 func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *stream) error {
 	o := r.Opt
+	qdrop := o.Method == MethodQDrop
 	t0 := time.Now()
 	// Input from the partly quantized network, target from the FP network.
-	xin, _, err := r.capture(r.weightMode(done, nil, RoundOff), u, false, qs, nil)
+	xin, _, err := r.capture(r.prefixMode(done), u, false, qs, nil)
 	if err != nil {
 		return err
 	}
-	_, yfp, err := r.capture(FPMode(), u, false, fs, nil)
+	xfp, yfp, err := r.capture(FPMode(), u, false, fs, nil)
 	if err != nil {
 		return err
+	}
+	if !qdrop {
+		xfp = nil
 	}
 	var wts *cache
-	rep := UnitReport{Unit: u.Name, Stage: "weights", Iters: o.WeightIters}
+	rep := UnitReport{Unit: u.Name, Stage: "weights", Iters: o.WeightIters, CacheSeconds: time.Since(t0).Seconds()}
 	if o.Loss == LossFisher {
-		_, g2, err := r.capture(r.weightMode(done, u, RoundNearest), u, true, qs, fs)
+		tf := time.Now()
+		_, g2, err := r.capture(r.unitMode(done, u, RoundNearest), u, true, qs, fs)
+		rep.FisherSeconds = time.Since(tf).Seconds()
 		if err != nil {
 			return err
 		}
@@ -496,37 +588,63 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 		}
 		wts = g2
 	}
-	rep.CacheMB = float64(xin.bytes()+yfp.bytes()) / 1e6
-	if wts != nil {
-		rep.CacheMB += float64(wts.bytes()) / 1e6
+	for _, c := range []*cache{xin, yfp, wts, xfp} {
+		if c != nil {
+			rep.CacheMB += float64(c.bytes()) / 1e6
+		}
 	}
 
-	// The step graph: trainables V of the unit's layers with Adam states.
-	names := make([]string, len(u.Layers))
+	// The step graph's trainables: V of the unit's layers and, under QDrop,
+	// the step sizes of the unit's quantized activation points; each with its
+	// Adam moments.
+	var names, acts []string
 	skip := map[string]bool{}
-	for i, l := range u.Layers {
-		names[i] = "v:" + l.Name
-		skip[names[i]] = true
+	for _, l := range u.Layers {
+		names = append(names, "v:"+l.Name)
+	}
+	if qdrop {
+		for _, p := range u.ActPoints {
+			if _, ok := r.Q.AQ[p]; ok && r.Q.ABits[p] < 32 {
+				acts = append(acts, "as:"+p)
+			}
+		}
+	}
+	for _, n := range append(append([]string{}, names...), acts...) {
+		skip[n] = true
 	}
 	f := r.Q.feed(skip)
-	k := len(names)
-	mode := r.weightMode(done, u, RoundSoft)
+	k, ka := len(names), len(acts)
+	mode := r.unitMode(done, u, RoundSoft)
+	if qdrop {
+		mode.DropProb = o.DropProb
+	}
 	exec, err := graph.NewExec(r.backend, func(in []*graph.Node) []*graph.Node {
 		nodes := f.nodes(in)
 		rest := in[len(f.names):]
 		vs, ms, ss := rest[:k], rest[k:2*k], rest[2*k:3*k]
+		rest = rest[3*k:]
+		as, am, av := rest[:ka], rest[ka:2*ka], rest[2*ka:3*ka]
+		rest = rest[3*ka:]
 		for i, n := range names {
 			nodes[n] = vs[i]
 		}
-		x, y := rest[3*k], rest[3*k+1]
-		var w *graph.Node
-		off := 3*k + 2
-		if wts != nil {
-			w = rest[off]
-			off++
+		for i, n := range acts {
+			nodes[n] = as[i]
 		}
-		lr, step, beta, lam := rest[off], rest[off+1], rest[off+2], rest[off+3]
+		x, y := rest[0], rest[1]
+		rest = rest[2:]
+		var w *graph.Node
+		if wts != nil {
+			w, rest = rest[0], rest[1:]
+		}
 		ops := &qOps{q: r.Q, n: nodes, mode: mode}
+		if qdrop {
+			// The unit's input: quantized where the draw keeps it, FP elsewhere.
+			ops.rng = rest[1]
+			x = ops.drop(x, rest[0])
+			rest = rest[2:]
+		}
+		lr, step, beta, lam := rest[0], rest[1], rest[2], rest[3]
 		yhat := u.forward(ops, x)
 		rec := recLoss(yhat, y, w, 2, u.channelAxis())
 		var reg *graph.Node
@@ -539,21 +657,44 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 			}
 		}
 		total := graph.Add(rec, graph.Mul(lam, reg))
-		grads := graph.Gradient(total, vs...)
-		nv, nm, ns := AdamUpdateAll(vs, grads, ms, ss, lr, step, DefaultAdamConfig())
+		grads := graph.Gradient(total, append(append([]*graph.Node{}, vs...), as...)...)
+		nv, nm, ns := AdamUpdateAll(vs, grads[:k], ms, ss, lr, step, DefaultAdamConfig())
 		out := append(append(append([]*graph.Node{}, nv...), nm...), ns...)
-		return append(out, rec, reg)
+		if ka > 0 {
+			na, nam, nav := AdamUpdateAll(as, grads[k:], am, av, rest[4], step, DefaultAdamConfig())
+			for i := range na {
+				na[i] = graph.MaxScalar(na[i], MinScale)
+			}
+			out = append(append(append(out, na...), nam...), nav...)
+		}
+		out = append(out, rec, reg)
+		if qdrop {
+			out = append(out, ops.rng)
+		}
+		return out
 	})
 	if err != nil {
 		return err
 	}
 	defer exec.Finalize()
-	state := make([]*tensors.Tensor, 3*k)
+	ns := 3*k + 3*ka
+	state := make([]*tensors.Tensor, ns)
 	for i, l := range u.Layers {
 		shape := r.Q.FP[l.Name+".weight"].Shape()
 		state[i] = tensors.FromFlatDataAndDimensions(append([]float32(nil), r.Q.V[l.Name]...), shape.Dimensions...)
 		state[k+i] = tensors.FromShape(shape)
 		state[2*k+i] = tensors.FromShape(shape)
+	}
+	for i, n := range acts {
+		state[3*k+i] = tensors.FromScalar(r.Q.AQ[n[3:]].Scale[0])
+		state[3*k+ka+i] = tensors.FromScalar(float32(0))
+		state[3*k+2*ka+i] = tensors.FromScalar(float32(0))
+	}
+	var rng *tensors.Tensor
+	if qdrop {
+		if rng, err = graph.RNGStateFromSeed(int64(r.rng.Uint64() >> 1)); err != nil {
+			return err
+		}
 	}
 	sched := BetaSchedule{Iters: o.WeightIters, Warmup: o.WarmUp, Start: o.BetaStart, End: o.BetaEnd}
 	var bar *progress.Bar
@@ -561,7 +702,9 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 		bar = progress.New(o.Progress, fmt.Sprintf("W %-16s", u.Name), o.WeightIters)
 	}
 	idx := make([]int, o.Batch)
+	times := make(iterTimes, 0, o.WeightIters)
 	for it := 0; it < o.WeightIters; it++ {
+		ti := time.Now()
 		for j := range idx {
 			idx[j] = r.rng.IntN(xin.n)
 		}
@@ -569,7 +712,7 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 		if sched.RegActive(it) {
 			lam = o.Lambda
 		}
-		args := make([]any, 0, len(f.vals)+3*k+7)
+		args := make([]any, 0, len(f.vals)+ns+9)
 		args = append(args, f.args()...)
 		for _, s := range state {
 			args = append(args, s)
@@ -578,14 +721,23 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 		if wts != nil {
 			args = append(args, wts.batch(idx))
 		}
+		if qdrop {
+			args = append(args, xfp.batch(idx), rng)
+		}
 		args = append(args, float32(o.WeightLR), float32(it+1), float32(sched.Beta(it)), float32(lam))
+		if ka > 0 {
+			args = append(args, float32(o.QDropActLR))
+		}
 		res, err := exec.Exec(args...)
 		if err != nil {
 			return fmt.Errorf("unit %s iteration %d: %w", u.Name, it, err)
 		}
-		copy(state, res[:3*k])
-		rec := float64(tensors.ToScalar[float32](res[3*k]))
-		reg := float64(tensors.ToScalar[float32](res[3*k+1]))
+		copy(state, res[:ns])
+		rec := float64(tensors.ToScalar[float32](res[ns]))
+		reg := float64(tensors.ToScalar[float32](res[ns+1]))
+		if qdrop {
+			rng = res[ns+2]
+		}
 		if math.IsNaN(rec) || math.IsInf(rec, 0) {
 			return fmt.Errorf("unit %s iteration %d: reconstruction loss is %v", u.Name, it, rec)
 		}
@@ -593,6 +745,7 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 			rep.RecLoss0 = rec
 		}
 		rep.RecLoss, rep.RoundLoss = rec, reg*lam
+		times = append(times, float64(time.Since(ti).Microseconds())/1e3)
 		if bar != nil {
 			bar.Update(it+1, fmt.Sprintf("rec %.4g round %.4g β %.1f", rec, reg*lam, sched.Beta(it)))
 		}
@@ -600,29 +753,46 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 	for i, l := range u.Layers {
 		r.Q.V[l.Name] = tensors.MustCopyFlatData[float32](state[i])
 	}
+	for i, n := range acts {
+		aq := r.Q.AQ[n[3:]]
+		aq.Scale = []float32{tensors.ToScalar[float32](state[3*k+i])}
+		r.Q.AQ[n[3:]] = aq
+	}
+	times.record(&rep)
 	rep.Seconds = time.Since(t0).Seconds()
 	r.Report.Units = append(r.Report.Units, rep)
 	return nil
 }
 
-// actMode: all weights final, the given activation points quantized.
-func (r *Quantizer) actMode(on map[string]bool) Mode {
+// unitMode is weightMode plus, under QDrop, every activation point quantized.
+func (r *Quantizer) unitMode(done map[string]bool, u *Unit, cur RoundingMode) Mode {
+	m := r.weightMode(done, u, cur)
+	if r.Opt.Method == MethodQDrop {
+		m.Acts = r.allActs()
+	}
+	return m
+}
+
+// actMode: every weight rounded by w (the stem at nearest), the given
+// activation points quantized.
+func (r *Quantizer) actMode(on map[string]bool, w RoundingMode) Mode {
 	m := r.EvalMode()
+	m.DefaultWeights = w
 	m.Acts = on
 	return m
 }
 
 // activationStage initialises activation ranges point by point (L_p search
-// with everything upstream quantized) and learns the step sizes with LSQ
-// unit by unit.
-func (r *Quantizer) activationStage() error {
+// with everything upstream quantized, weights rounded by w) and, when learn
+// is set, learns the step sizes with LSQ unit by unit.
+func (r *Quantizer) activationStage(w RoundingMode, learn bool) error {
 	o := r.Opt
 	net := r.Q.Net
 	on := map[string]bool{}
 	// The stem output: range from the calibration images.
 	stem := net.Blocks[0].Name
 	if err := r.initActPoints(&Unit{Name: stem, ActPoints: []string{stem}, InLayer: stem, first: 0, last: 0,
-		forward: func(ops models.Ops, x *graph.Node) *graph.Node { return net.ForwardRange(ops, x, 0, 1) }}, nil, on, true); err != nil {
+		forward: func(ops models.Ops, x *graph.Node) *graph.Node { return net.ForwardRange(ops, x, 0, 1) }}, nil, on, w, true); err != nil {
 		return err
 	}
 	units, err := ActUnits(net, o.Granularity)
@@ -639,27 +809,27 @@ func (r *Quantizer) activationStage() error {
 			continue
 		}
 		t0 := time.Now()
-		if err := r.advance(qs, u.first, r.actMode(on)); err != nil {
+		if err := r.advance(qs, u.first, r.actMode(on, w)); err != nil {
 			return err
 		}
 		if err := r.advance(fs, u.first, FPMode()); err != nil {
 			return err
 		}
-		xin, _, err := r.capture(r.actMode(on), u, false, qs, nil)
+		xin, _, err := r.capture(r.actMode(on, w), u, false, qs, nil)
 		if err != nil {
 			return err
 		}
-		if err := r.initActPoints(u, xin, on, false); err != nil {
+		if err := r.initActPoints(u, xin, on, w, false); err != nil {
 			return err
 		}
-		if o.Method == MethodNearest || o.ActIters == 0 {
+		if !learn || o.ActIters == 0 {
 			continue
 		}
 		_, yfp, err := r.capture(FPMode(), u, false, fs, nil)
 		if err != nil {
 			return err
 		}
-		if err := r.learnStepSizes(u, xin, yfp, on, t0); err != nil {
+		if err := r.learnStepSizes(u, xin, yfp, on, w, t0); err != nil {
 			return err
 		}
 	}
@@ -671,14 +841,14 @@ const actCalibImages = 256
 
 // initActPoints sets the range of each activation point of u in order, from
 // the values reaching it with the points before it already quantized.
-func (r *Quantizer) initActPoints(u *Unit, xin *cache, on map[string]bool, fromImages bool) error {
+func (r *Quantizer) initActPoints(u *Unit, xin *cache, on map[string]bool, w RoundingMode, fromImages bool) error {
 	for _, p := range u.ActPoints {
 		bits := r.Q.ABits[p]
 		if bits >= 32 {
 			continue
 		}
 		f := r.Q.feed(nil)
-		mode := r.actMode(on)
+		mode := r.actMode(on, w)
 		exec, err := graph.NewExec(r.backend, func(in []*graph.Node) []*graph.Node {
 			var got *graph.Node
 			ops := &qOps{q: r.Q, n: f.nodes(in), mode: mode}
@@ -726,8 +896,9 @@ func (r *Quantizer) initActPoints(u *Unit, xin *cache, on map[string]bool, fromI
 // learnStepSizes is the LSQ stage of one unit: Adam (cosine learning rate
 // to 0) on the step sizes of the unit's activation points, loss ‖ŷ − y‖_p^p
 // with p = ActP against the FP output, weights final.
-func (r *Quantizer) learnStepSizes(u *Unit, xin, yfp *cache, on map[string]bool, t0 time.Time) error {
+func (r *Quantizer) learnStepSizes(u *Unit, xin, yfp *cache, on map[string]bool, w RoundingMode, t0 time.Time) error {
 	o := r.Opt
+	cacheSec := time.Since(t0).Seconds()
 	var names []string
 	skip := map[string]bool{}
 	for _, p := range u.ActPoints {
@@ -738,7 +909,7 @@ func (r *Quantizer) learnStepSizes(u *Unit, xin, yfp *cache, on map[string]bool,
 	}
 	k := len(names)
 	f := r.Q.feed(skip)
-	mode := r.actMode(on)
+	mode := r.actMode(on, w)
 	exec, err := graph.NewExec(r.backend, func(in []*graph.Node) []*graph.Node {
 		nodes := f.nodes(in)
 		rest := in[len(f.names):]
@@ -767,13 +938,16 @@ func (r *Quantizer) learnStepSizes(u *Unit, xin, yfp *cache, on map[string]bool,
 		state[k+i] = tensors.FromScalar(float32(0))
 		state[2*k+i] = tensors.FromScalar(float32(0))
 	}
-	rep := UnitReport{Unit: u.Name, Stage: "activations", Iters: o.ActIters, CacheMB: float64(xin.bytes()+yfp.bytes()) / 1e6}
+	rep := UnitReport{Unit: u.Name, Stage: "activations", Iters: o.ActIters, CacheMB: float64(xin.bytes()+yfp.bytes()) / 1e6,
+		CacheSeconds: cacheSec}
 	var bar *progress.Bar
 	if o.Progress != nil {
 		bar = progress.New(o.Progress, fmt.Sprintf("A %-16s", u.Name), o.ActIters)
 	}
 	idx := make([]int, o.Batch)
+	times := make(iterTimes, 0, o.ActIters)
 	for it := 0; it < o.ActIters; it++ {
+		ti := time.Now()
 		for j := range idx {
 			idx[j] = r.rng.IntN(xin.n)
 		}
@@ -795,6 +969,7 @@ func (r *Quantizer) learnStepSizes(u *Unit, xin, yfp *cache, on map[string]bool,
 			rep.RecLoss0 = loss
 		}
 		rep.RecLoss = loss
+		times = append(times, float64(time.Since(ti).Microseconds())/1e3)
 		if bar != nil {
 			bar.Update(it+1, fmt.Sprintf("lp %.4g", loss))
 		}
@@ -804,6 +979,7 @@ func (r *Quantizer) learnStepSizes(u *Unit, xin, yfp *cache, on map[string]bool,
 		aq.Scale = []float32{tensors.ToScalar[float32](state[i])}
 		r.Q.AQ[n[3:]] = aq
 	}
+	times.record(&rep)
 	rep.Seconds = time.Since(t0).Seconds()
 	r.Report.Units = append(r.Report.Units, rep)
 	return nil
