@@ -4,6 +4,7 @@ package runrecord
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,8 +36,31 @@ type Quant struct {
 	EvalSeconds  float64            `json:"eval_seconds"`
 	Units        []brecq.UnitReport `json:"units"`
 	Output       string             `json:"output,omitempty"`
+	// Mixed is set by `brecq mixed`: the bit-width search behind the run.
+	Mixed *Mixed `json:"mixed,omitempty"`
 	// File is where the record was loaded from (not stored).
 	File string `json:"-"`
+}
+
+// Mixed describes a mixed-precision run: the budget, the per-layer
+// bit-widths found and their cost.
+type Mixed struct {
+	// BudgetAvgBits is the budget as average bits per searched weight.
+	BudgetAvgBits float64 `json:"budget_avg_bits"`
+	// AvgBits = Σ params·bits / Σ params over the searched layers.
+	AvgBits     float64        `json:"avg_bits"`
+	Candidates  []int          `json:"candidates"`
+	Bits        map[string]int `json:"bits"`
+	Sensitivity float64        `json:"sensitivity"`
+	// UniformSensitivity is the total sensitivity of uniform bit-widths at
+	// each candidate (key: bits) that fits the budget, for comparison.
+	UniformSensitivity map[string]float64 `json:"uniform_sensitivity,omitempty"`
+	SizeBits           float64            `json:"size_bits"`
+	SensFile           string             `json:"sensitivity_file,omitempty"`
+	SensImages         int                `json:"sensitivity_images"`
+	SensSeconds        float64            `json:"sensitivity_seconds"`
+	SearchSeconds      float64            `json:"search_seconds"`
+	Evaluations        int                `json:"evaluations"`
 }
 
 // Key names a record by its settings, e.g. "W2A4 brecq block mse".
@@ -44,6 +68,9 @@ func (q *Quant) Key() string {
 	o := q.Options
 	if o.Method == brecq.MethodNearest {
 		return fmt.Sprintf("W%dA%d nearest", o.WBits, o.ABits)
+	}
+	if q.Mixed != nil {
+		return fmt.Sprintf("W%.2fA%d mixed %s %s %s", q.Mixed.BudgetAvgBits, o.ABits, o.Method, o.Granularity, o.Loss)
 	}
 	return fmt.Sprintf("W%dA%d %s %s %s", o.WBits, o.ABits, o.Method, o.Granularity, o.Loss)
 }
@@ -59,13 +86,19 @@ func Load(path string) (*Quant, error) {
 		return nil, fmt.Errorf("%s: not a run record: %w", path, err)
 	}
 	if r.Options.WBits == 0 {
-		return nil, fmt.Errorf("%s: not a quantize run record (no weight bits)", path)
+		return nil, fmt.Errorf("%s: %w (no weight bits)", path, ErrNotRecord)
 	}
 	r.File = path
 	return &r, nil
 }
 
+// ErrNotRecord marks a JSON file that is not a quantization run record
+// (e.g. a sensitivity cache or benchmark result beside the records).
+var ErrNotRecord = errors.New("not a quantization run record")
+
 // LoadGlob reads every record matching pattern, sorted by file name.
+// Well-formed JSON files that are not run records are skipped; anything
+// unreadable or malformed is an error.
 func LoadGlob(pattern string) ([]*Quant, error) {
 	files, err := filepath.Glob(pattern)
 	if err != nil {
@@ -75,6 +108,9 @@ func LoadGlob(pattern string) ([]*Quant, error) {
 	var out []*Quant
 	for _, f := range files {
 		r, err := Load(f)
+		if errors.Is(err, ErrNotRecord) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -83,19 +119,54 @@ func LoadGlob(pattern string) ([]*Quant, error) {
 	return out, nil
 }
 
-// Find returns the record whose settings match (granularity and loss are
-// ignored for nearest rounding), or nil.
+// Budget is a run's budget: iterations per unit and calibration images.
+type Budget struct{ Iters, ActIters, Calib int }
+
+// BudgetOf returns the budget of r.
+func BudgetOf(r *Quant) Budget {
+	return Budget{r.Options.WeightIters, r.Options.ActIters, r.Calib}
+}
+
+// CommonBudget is the budget most records share (the main table's), ties
+// to the first seen.
+func CommonBudget(recs []*Quant) Budget {
+	count := map[Budget]int{}
+	var best Budget
+	for _, r := range recs {
+		if r.Mixed != nil || r.Options.Method == brecq.MethodNearest {
+			continue
+		}
+		b := BudgetOf(r)
+		count[b]++
+		if count[b] > count[best] {
+			best = b
+		}
+	}
+	return best
+}
+
+// Find returns the uniform-precision record whose settings match
+// (granularity and loss are ignored for nearest rounding), preferring one
+// at the common budget (so variants with other calibration sizes or
+// iteration counts do not stand in for the main table), or nil.
 func Find(recs []*Quant, wbits, abits int, method brecq.Method, g brecq.Granularity, loss brecq.Loss) *Quant {
+	common := CommonBudget(recs)
+	var first *Quant
 	for _, r := range recs {
 		o := r.Options
-		if o.WBits != wbits || o.ABits != abits || o.Method != method {
+		if r.Mixed != nil || o.WBits != wbits || o.ABits != abits || o.Method != method {
 			continue
 		}
 		if method == brecq.MethodNearest || (o.Granularity == g && o.Loss == loss) {
-			return r
+			if method == brecq.MethodNearest || BudgetOf(r) == common {
+				return r
+			}
+			if first == nil {
+				first = r
+			}
 		}
 	}
-	return nil
+	return first
 }
 
 // Nearest returns nearest-rounding top-1 at W/A from a dedicated record or
@@ -104,8 +175,9 @@ func Nearest(recs []*Quant, wbits, abits int) (float64, bool) {
 	if r := Find(recs, wbits, abits, brecq.MethodNearest, "", ""); r != nil {
 		return r.QuantTop1, true
 	}
+	common := CommonBudget(recs)
 	for _, r := range recs {
-		if r.Options.WBits == wbits && r.Options.ABits == abits && r.NearestTop1 > 0 {
+		if r.Options.WBits == wbits && r.Options.ABits == abits && r.NearestTop1 > 0 && r.Calib == common.Calib && r.Mixed == nil {
 			return r.NearestTop1, true
 		}
 	}

@@ -3,6 +3,7 @@ package runrecord
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -44,3 +45,40 @@ func TestBarChartSVG(t *testing.T) {
 		t.Fatalf("want 2 bars + 2 legend boxes, got %d rects", strings.Count(svg, "<rect"))
 	}
 }
+
+// TestFindPrefersCommonBudgetAndSkipsOthers: a variant with another
+// calibration size does not stand in for the main table's run; non-record
+// JSON beside the records is skipped; malformed JSON is an error.
+func TestFindPrefersCommonBudgetAndSkipsOthers(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := func(method string, calib int, top1 float64, nearest float64) string {
+		return `{"options":{"Method":"` + method + `","WBits":2,"ABits":4,"Granularity":"block","Loss":"mse","WeightIters":300,"ActIters":100},` +
+			`"calib_images":` + itoa(calib) + `,"quant_top1":` + ftoa(top1) + `,"nearest_top1":` + ftoa(nearest) + `}`
+	}
+	write("a-c128.json", rec("brecq", 128, 70, 10))
+	write("b.json", rec("brecq", 1024, 80, 20))
+	write("c.json", rec("adaround", 1024, 78, 0))
+	write("sensitivity.json", `{"options":{"candidates":[2,4,8],"images":256},"problem":{}}`)
+	recs, err := LoadGlob(filepath.Join(dir, "*.json"))
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("LoadGlob: %v, %d records (want 3: the sensitivity file skipped)", err, len(recs))
+	}
+	if r := Find(recs, 2, 4, "brecq", "block", "mse"); r == nil || r.QuantTop1 != 80 {
+		t.Fatalf("Find picked %+v, want the 1024-image run", r)
+	}
+	if v, ok := Nearest(recs, 2, 4); !ok || v != 20 {
+		t.Fatalf("Nearest = %v, %v; want 20 from the 1024-image record", v, ok)
+	}
+	write("d.json", `{"options": [`)
+	if _, err := LoadGlob(filepath.Join(dir, "*.json")); err == nil || !strings.Contains(err.Error(), "d.json") {
+		t.Fatalf("malformed JSON was not reported: %v", err)
+	}
+}
+
+func itoa(v int) string     { return strconv.Itoa(v) }
+func ftoa(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }

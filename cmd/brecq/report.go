@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"sort"
 
 	"github.com/brecq-go/brecq/brecq/runrecord"
@@ -32,6 +34,10 @@ Examples:
 	var recs []QuantRecord
 	for _, p := range fs.Args() {
 		r, err := runrecord.Load(p)
+		if errors.Is(err, runrecord.ErrNotRecord) {
+			fmt.Fprintf(os.Stderr, "report: skipping %s: %v\n", p, err)
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -41,16 +47,18 @@ Examples:
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	// FP and nearest rounding from --compare records, once per W/A, unless a
 	// dedicated nearest run exists.
+	// Nearest rounding depends on W/A and the calibration sample only.
+	nearKey := func(r QuantRecord) string { return fmt.Sprint(r.Options.WBits, r.Options.ABits, r.Calib, r.CalibSeed) }
 	have := map[string]bool{}
 	for _, r := range recs {
 		if r.Options.Method == "nearest" {
-			have[fmt.Sprint(r.Options.WBits, r.Options.ABits)] = true
+			have[nearKey(r)] = true
 		}
 	}
 	fpShown := false
 	var extra []QuantRecord
 	for _, r := range recs {
-		key := fmt.Sprint(r.Options.WBits, r.Options.ABits)
+		key := nearKey(r)
 		if r.FPTop1 > 0 && !fpShown {
 			fpShown = true
 			fmt.Printf("| FP | – | – | – | – | – | %.2f | – | – | – |\n", r.FPTop1)
@@ -66,11 +74,14 @@ Examples:
 	recs = append(recs, extra...)
 	sort.SliceStable(recs, func(i, j int) bool {
 		a, b := recs[i].Options, recs[j].Options
-		if a.WBits != b.WBits {
-			return a.WBits > b.WBits
+		if wa, wb := wbitsOf(recs[i]), wbitsOf(recs[j]); wa != wb {
+			return wa > wb
 		}
 		if a.ABits != b.ABits {
 			return a.ABits > b.ABits
+		}
+		if ci, cj := recs[i].Calib, recs[j].Calib; ci != cj {
+			return ci > cj
 		}
 		return methodRank(recs[i]) < methodRank(recs[j])
 	})
@@ -91,14 +102,32 @@ Examples:
 		if r.TestLoss == 0 {
 			ce, cce, secs = "–", "–", "–"
 		}
-		fmt.Printf("| W%dA%s | %s | %s | %s | %s | %d | %.2f | %s | %s | %s |\n", o.WBits, a, o.Method, gran, loss, iters, r.Calib, r.QuantTop1, ce, cce, secs)
+		w, method := fmt.Sprint(o.WBits), string(o.Method)
+		if r.Mixed != nil {
+			w, method = fmt.Sprintf("%.2f", r.Mixed.AvgBits), "mixed "+method
+		}
+		if o.Method == "qdrop" {
+			method = fmt.Sprintf("qdrop p=%g", o.DropProb)
+		}
+		fmt.Printf("| W%sA%s | %s | %s | %s | %s | %d | %.2f | %s | %s | %s |\n", w, a, method, gran, loss, iters, r.Calib, r.QuantTop1, ce, cce, secs)
 	}
 	return nil
 }
 
+// wbitsOf is the weight bits a record sorts by: the average for mixed runs.
+func wbitsOf(r QuantRecord) float64 {
+	if r.Mixed != nil {
+		return r.Mixed.AvgBits
+	}
+	return float64(r.Options.WBits)
+}
+
 func methodRank(r QuantRecord) int {
 	o := r.Options
-	rank := map[string]int{"nearest": 0, "adaround": 1, "brecq": 2}[string(o.Method)] * 100
+	rank := map[string]int{"nearest": 0, "adaround": 1, "brecq": 2, "qdrop": 4}[string(o.Method)] * 100
+	if r.Mixed != nil {
+		rank += 300
+	}
 	rank += map[string]int{"layer": 0, "block": 1, "stage": 2, "net": 3}[string(o.Granularity)] * 10
 	if o.Loss == "fisher" {
 		rank++
