@@ -23,7 +23,9 @@ Usage:
 Commands:
   train      train the FP ResNet on Fashion-MNIST or MNIST, write a safetensors checkpoint
   eval       top-1 accuracy and images/s of a checkpoint on the 10 000 test images
-  quantize   quantize a checkpoint (nearest, AdaRound, BRECQ) and evaluate it
+  quantize   quantize a checkpoint (nearest, AdaRound, BRECQ, QDrop) and evaluate it
+  mixed      mixed-precision BRECQ: block sensitivity, genetic bit-width search, reconstruction
+  report     Markdown table of quantization run records
 
 Run 'brecq <command> --help' for the flags and examples of each.
 The backend is GOMLX_BACKEND when set, else XLA when a PJRT plugin is installed,

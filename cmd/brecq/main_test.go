@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -134,7 +135,7 @@ func expect(t *testing.T, r result, code int, args []string, wantErr ...string) 
 
 func TestUsage(t *testing.T) {
 	r := run(t, "")
-	expect(t, r, 2, nil, "Usage:", "train", "eval", "quantize")
+	expect(t, r, 2, nil, "Usage:", "train", "eval", "quantize", "mixed", "report")
 	args := []string{"frobnicate", "--x"}
 	expect(t, run(t, "", args...), 2, args, `unknown command "frobnicate"`, "Usage:")
 	for _, h := range []string{"help", "--help", "-h"} {
@@ -146,7 +147,7 @@ func TestUsage(t *testing.T) {
 }
 
 func TestSubcommandHelp(t *testing.T) {
-	for _, c := range []string{"train", "eval", "quantize"} {
+	for _, c := range []string{"train", "eval", "quantize", "mixed", "report"} {
 		for _, h := range []string{"--help", "-h"} {
 			r := run(t, "", c, h)
 			out := r.stdout + r.stderr
@@ -293,5 +294,87 @@ func TestTrainRuns(t *testing.T) {
 	}
 	if meta["epoch"] != "1" || meta["model"] != "resnet8" {
 		t.Errorf("checkpoint metadata %v", meta)
+	}
+}
+
+func TestMixedSearchAndRun(t *testing.T) {
+	dir := t.TempDir()
+	base := []string{"mixed", "--depth", "8", "--model", ckpt, "--calib", "16", "--sens-images", "16", "--quiet", "--sens", "s.json"}
+	args := append(append([]string{}, base...), "--budget", "3", "--search-only", "--assign", "a.json")
+	r := run(t, dir, args...)
+	expect(t, r, 0, args)
+	if !strings.Contains(r.stdout, "wrote s.json") || !strings.Contains(r.stdout, "| layer1.0.conv1 |") {
+		t.Errorf("stdout:\n%s", r.stdout)
+	}
+	var mix struct {
+		AvgBits float64        `json:"avg_bits"`
+		Bits    map[string]int `json:"bits"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "a.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &mix); err != nil {
+		t.Fatal(err)
+	}
+	if len(mix.Bits) != 8 { // ResNet-8: layer1.0 (2 convs), layer2.0 and layer3.0 (2 convs + shortcut)
+		t.Errorf("%d layers searched, want 8: %v", len(mix.Bits), mix.Bits)
+	}
+	if mix.AvgBits > 3+1e-9 || mix.AvgBits < 2 {
+		t.Errorf("average bits %g outside [2, 3]", mix.AvgBits)
+	}
+	// The second search reads the cache instead of measuring again.
+	r = run(t, dir, args...)
+	expect(t, r, 0, args)
+	if !strings.Contains(r.stdout, "sensitivity: read s.json") {
+		t.Errorf("the cache was not used:\n%s", r.stdout)
+	}
+	// Impossible budgets, bad candidates and a stale cache are refused.
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--budget", "1.5", "--search-only"}, []string{"--budget 1.5", "smallest"}},
+		{[]string{"--budget", "abc"}, []string{"--budget", "abc"}},
+		{[]string{"--candidates", "2,9"}, []string{"--candidates", "9"}},
+		{[]string{"--calib", "12"}, []string{"s.json", "calibration"}},
+	} {
+		a := append(append([]string{}, base...), c.args...)
+		expect(t, run(t, dir, a...), 1, a, c.want...)
+	}
+	// Search, reconstruct and evaluate with the chosen bits.
+	args = append(append([]string{}, base...), "--budget", "3", "--iters", "4", "--abits", "32", "--json", "m.json")
+	r = run(t, dir, args...)
+	expect(t, r, 0, args)
+	var rec struct {
+		Options struct {
+			LayerBits map[string]int `json:"layer_bits"`
+		} `json:"options"`
+		Mixed *struct {
+			AvgBits float64 `json:"avg_bits"`
+		} `json:"mixed"`
+	}
+	if b, err = os.ReadFile(filepath.Join(dir, "m.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Mixed == nil || len(rec.Options.LayerBits) == 0 {
+		t.Errorf("record without the mixed assignment: %s", b)
+	}
+}
+
+func TestQDropFlags(t *testing.T) {
+	args := []string{"quantize", "--method", "qdrop", "--abits", "32"}
+	expect(t, run(t, "", args...), 1, args, "qdrop", "activation bits")
+	args = []string{"quantize", "--method", "qdrop", "--abits", "4", "--drop-prob", "0"}
+	expect(t, run(t, "", args...), 1, args, "drop probability")
+	args = []string{"quantize", "--depth", "8", "--model", ckpt, "--method", "qdrop", "--wbits", "2", "--abits", "4",
+		"--iters", "4", "--calib", "16", "--quiet"}
+	r := run(t, "", args...)
+	expect(t, r, 0, args)
+	if !strings.Contains(r.stdout, "QDrop (block, mse, p=0.5) W2A4") {
+		t.Errorf("stdout:\n%s", r.stdout)
 	}
 }
