@@ -154,6 +154,52 @@ func TestAdaRoundRegularizerByHand(t *testing.T) {
 	}
 }
 
+// regularizerPow is the direct form of the rounding regulariser, Σ(1 − |2h(V) − 1|^β) with graph.Pow,
+// which RoundingRegularizer replaced; the reference for its value and gradient.
+func regularizerPow(v, beta *graph.Node) *graph.Node {
+	d := graph.Abs(graph.AddScalar(graph.MulScalar(RectifiedSigmoid(v), 2), -1))
+	return graph.ReduceAllSum(graph.OneMinus(graph.Pow(d, graph.ConvertDType(beta, d.DType()))))
+}
+
+// TestRoundingRegularizerMatchesPowForm compares RoundingRegularizer with the direct Pow form, value
+// and gradient, on random V and on the edge elements h = 0 and h = 1 (|2h − 1| = 1, clipped) and
+// h = 0.5 (|2h − 1| = 0, where the gradient must be 0, not NaN).
+func TestRoundingRegularizerMatchesPowForm(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	v := []float32{0, 10, -10, 50, -50, 0}
+	for len(v) < 4096 {
+		v = append(v, float32(3*r.NormFloat64()))
+	}
+	h := qtRun(t, func(in []*graph.Node) []*graph.Node { return []*graph.Node{RectifiedSigmoid(in[0])} },
+		qtTensor(v, len(v)))[0]
+	if h[0] != 0.5 || h[1] != 1 || h[2] != 0 || h[3] != 1 || h[4] != 0 {
+		t.Fatalf("edge elements: h = %v, want 0.5, 1, 0, 1, 0", h[:5])
+	}
+	for _, beta := range []any{float32(2), float32(3.7), float32(11), float32(20), float64(2)} {
+		out := qtRun(t, func(in []*graph.Node) []*graph.Node {
+			got, want := RoundingRegularizer(in[0], in[1]), regularizerPow(in[0], in[1])
+			return []*graph.Node{got, want, graph.Gradient(got, in[0])[0], graph.Gradient(want, in[0])[0]}
+		}, qtTensor(v, len(v)), beta)
+		got, want := float64(out[0][0]), float64(out[1][0])
+		if math.Abs(got-want) > 1e-6*math.Abs(want) {
+			t.Errorf("β=%v: regulariser %.9g, Pow form %.9g", beta, got, want)
+		}
+		gmax := 0.0
+		for _, g := range out[3] {
+			gmax = math.Max(gmax, math.Abs(float64(g)))
+		}
+		for i, g := range out[2] {
+			w := float64(out[3][i])
+			if math.IsNaN(float64(g)) || math.IsInf(float64(g), 0) || math.Abs(float64(g)-w) > 1e-5*math.Abs(w)+1e-7*gmax {
+				t.Errorf("β=%v V=%g (h=%g): ∂reg/∂V = %g, Pow form %g", beta, v[i], h[i], g, w)
+			}
+			if i < 6 && g != 0 {
+				t.Errorf("β=%v V=%g (h=%g): ∂reg/∂V = %g, want 0", beta, v[i], h[i], g)
+			}
+		}
+	}
+}
+
 func TestBetaSchedule(t *testing.T) {
 	b := DefaultBetaSchedule(1000)
 	for _, tc := range []struct {

@@ -26,6 +26,7 @@ Commands:
   quantize   quantize a checkpoint (nearest, AdaRound, BRECQ, QDrop) and evaluate it
   mixed      mixed-precision BRECQ: block sensitivity, genetic bit-width search, reconstruction
   report     Markdown table of quantization run records
+  bench      time BRECQ calibration (iterations, caching, Fisher pass, FP) against the authors' PyTorch figures
 
 Run 'brecq <command> --help' for the flags and examples of each.
 The backend is GOMLX_BACKEND when set, else XLA when a PJRT plugin is installed,
