@@ -54,10 +54,34 @@ func SearchRangePerTensor(x []float32, bits int, p float64) (lo, hi float32) {
 	}
 	scores := make([]float64, n)
 	pw := newPowTable(p)
+	// Exact zeros (half of a ReLU output) all cost |q(0)|^p: score them once
+	// per candidate instead of element by element.
+	zeros := 0
+	for _, v := range x {
+		if v == 0 {
+			zeros++
+		}
+	}
+	if zeros > 0 {
+		nz := make([]float32, 0, len(x)-zeros)
+		for _, v := range x {
+			if v != 0 {
+				nz = append(nz, v)
+			}
+		}
+		x = nz
+	}
+	score := func(i int) float64 {
+		sc := candidateScore(x, mn, mx, i, bits, pw)
+		if zeros > 0 {
+			sc += float64(zeros) * candidateScore([]float32{0}, mn, mx, i, bits, pw)
+		}
+		return sc
+	}
 	workers := runtime.GOMAXPROCS(0)
 	if len(x)*n < parallelMinWork || workers < 2 {
 		for i := range n {
-			scores[i] = candidateScore(x, mn, mx, i, bits, pw)
+			scores[i] = score(i)
 		}
 	} else {
 		var wg sync.WaitGroup
@@ -69,7 +93,7 @@ func SearchRangePerTensor(x []float32, bits int, p float64) (lo, hi float32) {
 		for range min(workers, n) {
 			wg.Go(func() {
 				for i := range next {
-					scores[i] = candidateScore(x, mn, mx, i, bits, pw)
+					scores[i] = score(i)
 				}
 			})
 		}

@@ -278,3 +278,23 @@ func TestRangeSearchPowTableValues(t *testing.T) {
 		}
 	}
 }
+
+// TestRangeSearchReLUZeros: on ReLU-like data (60 % exact zeros, which the
+// per-tensor search scores in one go) the search still picks the brute-force
+// optimum.
+func TestRangeSearchReLUZeros(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 9))
+	for _, bits := range []int{2, 4, 8} {
+		x := make([]float32, 20000)
+		for i := range x {
+			if rng.Float64() >= 0.6 {
+				x[i] = float32(math.Abs(rng.NormFloat64()) * (1 + 3*rng.Float64()*rng.Float64()))
+			}
+		}
+		lo, hi := SearchRangePerTensor(x, bits, 2.4)
+		if !sameOrTie(x, lo, hi, bits, 2.4) {
+			blo, bhi, _ := bruteForceRange(x, bits, 2.4)
+			t.Errorf("bits=%d: [%g, %g], brute force [%g, %g]", bits, lo, hi, blo, bhi)
+		}
+	}
+}

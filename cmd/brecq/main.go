@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/gomlx/compute"
 
@@ -38,6 +39,30 @@ func main() {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
+	stop := func() {}
+	if path := os.Getenv("BRECQ_CPUPROFILE"); path != "" {
+		// A CPU profile of the whole command, for `go tool pprof`.
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "brecq: BRECQ_CPUPROFILE: %v\n", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(os.Stderr, "brecq: BRECQ_CPUPROFILE: %v\n", err)
+			os.Exit(1)
+		}
+		stop = func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}
+	}
+	code := dispatch()
+	stop()
+	os.Exit(code)
+}
+
+// dispatch runs the subcommand and returns the exit status.
+func dispatch() int {
 	var err error
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "train":
@@ -46,22 +71,23 @@ func main() {
 		err = runEval(args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
-		return
+		return 0
 	default:
 		if q, ok := extraCommands[cmd]; ok {
 			err = q(args)
 			break
 		}
 		fmt.Fprintf(os.Stderr, "brecq: unknown command %q\n\n%s", cmd, usage)
-		os.Exit(2)
+		return 2
 	}
 	if errors.Is(err, flag.ErrHelp) { // <command> --help: the usage is already printed
-		return
+		return 0
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "brecq %s: %v\n", os.Args[1], err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // extraCommands are registered by other files of this command.
