@@ -6,11 +6,12 @@
 # Each RUN (default: all, in the order below) is one `brecq quantize` writing
 # results/RUN.json; a run whose record exists is skipped (delete it to re-run).
 # RUN is wWaA-METHOD[-cN][-iN][-aN]: METHOD one of nearest adaround block fisher
-# stage net qdrop; the optional suffixes override the calibration size (c),
+# fisher50 (Fisher weights mixed half-half with MSE) stage net qdrop; the optional suffixes override the calibration size (c),
 # the weight iterations (i) and the activation iterations (a) of that run,
 # e.g. w2a4-block-c128 or w2a2-block-a500. A RUN named mB-aA (e.g. m2.5-a32)
 # is `brecq mixed` at a budget of B average bits per weight, BRECQ block MSE,
-# with the sensitivity cached in results/sensitivity.json.
+# with the sensitivity cached in results/sensitivity.json; a suffix -kXYZ
+# searches bit-widths X, Y, Z instead of 2, 4, 8 (e.g. m3-a32-k234).
 # Block runs use --compare, so their records also hold FP and nearest top-1.
 # The table is printed by `brecq report results/*.json` at the end.
 # Defaults are a reduced CPU budget; the paper's is ITERS=20000 ACT_ITERS=5000.
@@ -23,8 +24,13 @@ go build -o results/.brecq.new ./cmd/brecq && mv results/.brecq.new results/.bre
 
 flags() { # RUN name → brecq subcommand and flags
   local name=$1 wa=${1%%-*} rest=${1#*-} extra=""
-  if [[ $name =~ ^m([0-9.]+)-a([0-9]+)$ ]]; then
-    echo "mixed --budget ${BASH_REMATCH[1]} --abits ${BASH_REMATCH[2]} --method brecq --granularity block --loss mse --sens results/sensitivity.json"
+  if [[ $name =~ ^m([0-9.]+)-a([0-9]+)(-k([2-8]+))?$ ]]; then
+    local sens=results/sensitivity.json cands=""
+    if [ -n "${BASH_REMATCH[4]}" ]; then
+      sens=results/sensitivity-k${BASH_REMATCH[4]}.json
+      cands=" --candidates $(echo "${BASH_REMATCH[4]}" | sed 's/./&,/g; s/,$//')"
+    fi
+    echo "mixed --budget ${BASH_REMATCH[1]} --abits ${BASH_REMATCH[2]} --method brecq --granularity block --loss mse --sens $sens$cands"
     return
   fi
   while [[ $rest =~ ^(.*)-([cia])([0-9]+)$ ]]; do
@@ -42,6 +48,7 @@ flags() { # RUN name → brecq subcommand and flags
     adaround) echo "$f --method adaround" ;;
     block) echo "$f --method brecq --granularity block --loss mse --compare" ;;
     fisher) echo "$f --method brecq --granularity block --loss fisher" ;;
+    fisher50) echo "$f --method brecq --granularity block --loss fisher --fisher-mix 0.5" ;;
     stage|net) echo "$f --method brecq --granularity $rest --loss mse" ;;
     qdrop) echo "$f --method qdrop --granularity block --loss mse" ;;
     *) echo "reproduce.sh: unknown run $name" >&2; return 1 ;;

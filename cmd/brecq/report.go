@@ -106,6 +106,11 @@ Examples:
 		if r.Mixed != nil {
 			w, method = fmt.Sprintf("%.2f", r.Mixed.AvgBits), "mixed "+method
 		}
+		if o.Loss == "fisher" && o.FisherDamped {
+			loss = "fisher (|g|+1)²"
+		} else if o.Loss == "fisher" && o.FisherMix != 1 {
+			loss = fmt.Sprintf("fisher α=%g", o.FisherMix)
+		}
 		if o.Method == "qdrop" {
 			method = fmt.Sprintf("qdrop p=%g", o.DropProb)
 		}
