@@ -440,7 +440,9 @@ func recLoss(pred, target, weights *graph.Node, p float64, chAxis int) *graph.No
 	if p == 2 {
 		e = graph.Square(d)
 	} else {
-		e = graph.Pow(graph.Add(graph.Abs(d), graph.Scalar(d.Graph(), d.DType(), 1e-12)), graph.Scalar(d.Graph(), d.DType(), p))
+		// (|d| + ε)^p as exp(p·log(|d| + ε)): the Go backend's Pow (and its
+		// gradient) costs several times Exp and Log.
+		e = graph.Exp(graph.MulScalar(graph.Log(graph.AddScalar(graph.Abs(d), 1e-12)), p))
 	}
 	if weights != nil {
 		e = graph.Mul(e, weights)
