@@ -127,3 +127,29 @@ func TestQDropRunsAndIsDeterministic(t *testing.T) {
 		t.Errorf("QDrop (%g) not closer to FP than nearest rounding (%g)", got, near)
 	}
 }
+
+// TestStemAndClassifierInputBits: at W2A2 the stem output and the
+// classifier input are quantized at 8 bits by default and at the
+// activation bits when switched off (0).
+func TestStemAndClassifierInputBits(t *testing.T) {
+	b := testBackend(t)
+	net, p, x := testNet(t, 8)
+	for _, tc := range []struct{ stem, cls, wantStem, wantCls int }{{8, 8, 8, 8}, {0, 0, 2, 2}, {4, 0, 4, 2}} {
+		opt := DefaultOptions(2, 2)
+		opt.StemOutputBits, opt.ClassifierInputBits = tc.stem, tc.cls
+		q, err := NewQuantizer(b, net, p, x, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pts := ActPoints(net)
+		stem, last := pts[0], net.Blocks[net.LastBodyBlock()].Name
+		if q.Q.ABits[stem] != tc.wantStem || q.Q.ABits[last] != tc.wantCls {
+			t.Errorf("stem %d, classifier input %d: got %d and %d bits", tc.stem, tc.cls, q.Q.ABits[stem], q.Q.ABits[last])
+		}
+		for _, pt := range pts[1 : len(pts)-1] {
+			if q.Q.ABits[pt] != 2 {
+				t.Errorf("point %s at %d bits, want 2", pt, q.Q.ABits[pt])
+			}
+		}
+	}
+}

@@ -67,6 +67,10 @@ type Options struct {
 	// (the last block's output) at this many bits (8). 0 keeps it at ABits,
 	// which is what the authors' code does in effect.
 	ClassifierInputBits int
+	// StemOutputBits quantizes the stem's output activation (the first
+	// layer's, after its ReLU) at this many bits (8), as the authors' code
+	// does; 0 keeps it at ABits.
+	StemOutputBits int `json:"stem_output_bits"`
 	// FisherMix α: Fisher weights are (1 − α) + α·g²/mean(g²) over the unit's
 	// calibration set (1 = pure diagonal Fisher).
 	FisherMix float64
@@ -91,7 +95,7 @@ type Options struct {
 func DefaultOptions(wbits, abits int) Options {
 	return Options{Method: MethodBRECQ, WBits: wbits, ABits: abits, Granularity: Block, Loss: LossMSE,
 		WeightIters: 20000, ActIters: 5000, Batch: 32, Lambda: 0.01, WeightLR: 1e-3, ActLR: 4e-4,
-		WarmUp: 0.2, BetaStart: 20, BetaEnd: 2, ActP: 2.4, FirstLast: 8, ClassifierInputBits: 8, FisherMix: 1,
+		WarmUp: 0.2, BetaStart: 20, BetaEnd: 2, ActP: 2.4, FirstLast: 8, ClassifierInputBits: 8, StemOutputBits: 8, FisherMix: 1,
 		DropProb: 0.5, QDropActLR: 4e-5, Seed: 1}
 }
 
@@ -113,6 +117,11 @@ func (o *Options) Validate() error {
 	if o.ClassifierInputBits != 0 {
 		if err := ValidateBits(o.ClassifierInputBits); err != nil {
 			return fmt.Errorf("classifier input bits: %w", err)
+		}
+	}
+	if o.StemOutputBits != 0 {
+		if err := ValidateBits(o.StemOutputBits); err != nil {
+			return fmt.Errorf("stem output bits: %w", err)
 		}
 	}
 	for name, b := range o.LayerBits {
@@ -246,10 +255,14 @@ func NewQuantizer(backend compute.Backend, net *models.Net, params models.Params
 		}
 	}
 	last := net.Blocks[net.LastBodyBlock()].Name
+	stem := net.Blocks[0].Name
 	for _, p := range ActPoints(net) {
 		bits := opt.ABits
 		if p == last && opt.ClassifierInputBits != 0 && opt.ABits < 32 {
 			bits = opt.ClassifierInputBits
+		}
+		if p == stem && opt.StemOutputBits != 0 && opt.ABits < 32 {
+			bits = opt.StemOutputBits
 		}
 		q.ABits[p] = bits
 	}

@@ -29,7 +29,7 @@ type QuantRecord = runrecord.Quant
 type quantFlags struct {
 	ckpt, data, method, gran, loss, out, jsonOut       *string
 	depth, width, wbits, abits, iters, actIters, calib *int
-	batch, firstLast, clsIn                            *int
+	batch, firstLast, clsIn, stemOut                   *int
 	seed                                               *uint64
 	lambda, wlr, alr, fisherMix, dropProb, qdropLR     *float64
 	fisherDamped, compare, quiet                       *bool
@@ -56,6 +56,7 @@ func addQuantFlags(fs *flag.FlagSet) *quantFlags {
 		alr:          fs.Float64("act-lr", 4e-4, "Adam learning rate on activation step sizes (cosine to 0)"),
 		firstLast:    fs.Int("first-last-bits", 8, "bits of the first (stem) and last (classifier) weights"),
 		clsIn:        fs.Int("classifier-input-bits", 8, "bits of the activation feeding the classifier (0 = same as --abits, the authors' code in effect)"),
+		stemOut:      fs.Int("stem-output-bits", 8, "bits of the stem's output activation (8 as in the authors' code; 0 = same as --abits)"),
 		fisherMix:    fs.Float64("fisher-mix", 1, "Fisher weights (1−α) + α·g²/mean(g²); α in [0,1]"),
 		fisherDamped: fs.Bool("fisher-damped", false, "use the authors' Fisher weights (|g|+1)² instead"),
 		dropProb:     fs.Float64("drop-prob", 0.5, "qdrop: probability of keeping an activation element quantized during reconstruction"),
@@ -76,7 +77,7 @@ func (f *quantFlags) options() (brecq.Options, error) {
 	opt.WeightIters, opt.ActIters, opt.Batch, opt.Seed, opt.Lambda = *f.iters, *f.actIters, *f.batch, *f.seed, *f.lambda
 	opt.WeightLR, opt.ActLR = *f.wlr, *f.alr
 	opt.FirstLast, opt.ClassifierInputBits, opt.FisherMix, opt.FisherDamped = *f.firstLast, *f.clsIn, *f.fisherMix, *f.fisherDamped
-	opt.DropProb, opt.QDropActLR = *f.dropProb, *f.qdropLR
+	opt.DropProb, opt.QDropActLR, opt.StemOutputBits = *f.dropProb, *f.qdropLR, *f.stemOut
 	if !*f.quiet {
 		opt.Progress = os.Stderr
 	}
