@@ -147,26 +147,33 @@ func CommonBudget(recs []*Quant) Budget {
 
 // Find returns the uniform-precision record whose settings match
 // (granularity and loss are ignored for nearest rounding), preferring one
-// at the common budget (so variants with other calibration sizes or
-// iteration counts do not stand in for the main table), or nil.
+// at the common budget and with the plain Fisher weights (so variants with
+// other calibration sizes, iteration counts or Fisher mixes do not stand in
+// for the main table), or nil.
 func Find(recs []*Quant, wbits, abits int, method brecq.Method, g brecq.Granularity, loss brecq.Loss) *Quant {
 	common := CommonBudget(recs)
-	var first *Quant
+	var best *Quant
+	bestScore := -1
 	for _, r := range recs {
 		o := r.Options
 		if r.Mixed != nil || o.WBits != wbits || o.ABits != abits || o.Method != method {
 			continue
 		}
-		if method == brecq.MethodNearest || (o.Granularity == g && o.Loss == loss) {
-			if method == brecq.MethodNearest || BudgetOf(r) == common {
-				return r
-			}
-			if first == nil {
-				first = r
-			}
+		if method != brecq.MethodNearest && (o.Granularity != g || o.Loss != loss) {
+			continue
+		}
+		score := 0
+		if method == brecq.MethodNearest || BudgetOf(r) == common {
+			score += 2
+		}
+		if o.Loss != brecq.LossFisher || (o.FisherMix == 1 && !o.FisherDamped) {
+			score++
+		}
+		if score > bestScore {
+			best, bestScore = r, score
 		}
 	}
-	return first
+	return best
 }
 
 // Nearest returns nearest-rounding top-1 at W/A from a dedicated record or

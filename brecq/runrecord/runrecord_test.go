@@ -82,3 +82,16 @@ func TestFindPrefersCommonBudgetAndSkipsOthers(t *testing.T) {
 
 func itoa(v int) string     { return strconv.Itoa(v) }
 func ftoa(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+func TestFindPrefersPlainFisher(t *testing.T) {
+	mk := func(mix float64, top1 float64) *Quant {
+		r := &Quant{QuantTop1: top1, Calib: 1024}
+		r.Options.Method, r.Options.WBits, r.Options.ABits = "brecq", 2, 4
+		r.Options.Granularity, r.Options.Loss, r.Options.FisherMix = "block", "fisher", mix
+		return r
+	}
+	recs := []*Quant{mk(0.5, 1), mk(1, 2)}
+	if r := Find(recs, 2, 4, "brecq", "block", "fisher"); r == nil || r.QuantTop1 != 2 {
+		t.Fatalf("Find picked %+v, want the α = 1 record", r)
+	}
+}
