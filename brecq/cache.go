@@ -1,7 +1,10 @@
 package brecq
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
+	"os"
 
 	"github.com/gomlx/gomlx/core/tensors"
 )
@@ -10,11 +13,130 @@ import (
 // Fisher weights), stored image by image so that a random minibatch is a few
 // contiguous copies. In graphs, the batch axis is axis 1 for channel-first
 // activations ([C,N,H,W] or [C,N]) and axis 0 for logits ([N,K]).
+//
+// A cache whose size (expect images × the per-image size) would pass
+// limitBytes keeps its images in an unlinked temporary file in dir instead of
+// memory; minibatches are then read back with one ReadAt per image (served
+// from the page cache while memory allows).
 type cache struct {
 	n         int
 	dims      []int // graph dims with the batch axis removed
 	batchAxis int
 	data      []float32
+
+	expect     int    // images the cache will hold (0: unknown, never on disk)
+	limitBytes int64  // in-memory limit (0: none)
+	dir        string // folder of the temporary file ("" = os.TempDir())
+	file       *os.File
+	buf        []byte
+}
+
+// newCache returns an empty cache for n images, on disk past the options'
+// MaxCacheMB.
+func (r *Quantizer) newCache(n int) *cache {
+	return &cache{expect: n, limitBytes: int64(r.Opt.MaxCacheMB * 1e6), dir: r.Opt.CacheDir}
+}
+
+// onDisk reports whether the cache keeps its images in a file.
+func (c *cache) onDisk() bool { return c.file != nil }
+
+// close removes the cache's file, if any.
+func (c *cache) close() {
+	if c.file != nil {
+		c.file.Close()
+		c.file = nil
+	}
+}
+
+// store appends images (image-major float32 values) to memory or the file.
+func (c *cache) store(v []float32) error {
+	if c.file == nil && c.limitBytes > 0 && c.expect > 0 && int64(c.expect)*int64(c.per())*4 > c.limitBytes {
+		f, err := os.CreateTemp(c.dir, "brecq-cache-*")
+		if err != nil {
+			return fmt.Errorf("brecq: disk cache: %w", err)
+		}
+		os.Remove(f.Name()) // unlinked: the space is freed when the file is closed
+		c.file = f
+		if len(c.data) > 0 {
+			if err := c.writeFloats(c.data); err != nil {
+				return err
+			}
+			c.data = nil
+		}
+	}
+	if c.file == nil {
+		c.data = append(c.data, v...)
+		return nil
+	}
+	return c.writeFloats(v)
+}
+
+func (c *cache) writeFloats(v []float32) error {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	if _, err := c.file.Write(b); err != nil {
+		return fmt.Errorf("brecq: disk cache %s: %w", c.file.Name(), err)
+	}
+	return nil
+}
+
+// mean is the mean of every value in the cache.
+func (c *cache) mean() float64 {
+	sum := 0.0
+	for i := 0; i < c.n; i++ {
+		for _, v := range c.image(i) {
+			sum += float64(v)
+		}
+	}
+	return sum / float64(c.n*c.per())
+}
+
+// apply replaces every value v by fn(v).
+func (c *cache) apply(fn func(float32) float32) error {
+	if c.file == nil {
+		for i, v := range c.data {
+			c.data[i] = fn(v)
+		}
+		return nil
+	}
+	per := c.per()
+	b := make([]byte, 4*per)
+	for i := 0; i < c.n; i++ {
+		off := int64(i) * int64(per) * 4
+		if _, err := c.file.ReadAt(b, off); err != nil {
+			return fmt.Errorf("brecq: disk cache %s: %w", c.file.Name(), err)
+		}
+		for j := 0; j < per; j++ {
+			v := math.Float32frombits(binary.LittleEndian.Uint32(b[4*j:]))
+			binary.LittleEndian.PutUint32(b[4*j:], math.Float32bits(fn(v)))
+		}
+		if _, err := c.file.WriteAt(b, off); err != nil {
+			return fmt.Errorf("brecq: disk cache %s: %w", c.file.Name(), err)
+		}
+	}
+	return nil
+}
+
+// image returns the values of image i (valid until the next call).
+func (c *cache) image(i int) []float32 {
+	per := c.per()
+	if c.file == nil {
+		return c.data[i*per : (i+1)*per]
+	}
+	if cap(c.buf) < 4*per {
+		c.buf = make([]byte, 4*per)
+	}
+	b := c.buf[:4*per]
+	if _, err := c.file.ReadAt(b, int64(i)*int64(per)*4); err != nil {
+		panic(fmt.Sprintf("brecq: disk cache %s: reading image %d: %v", c.file.Name(), i, err))
+	}
+	out := make([]float32, per)
+	for j := range out {
+		out[j] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*j:]))
+	}
+	return out
 }
 
 func (c *cache) per() int {
@@ -37,23 +159,21 @@ func (c *cache) appendTensor(t *tensors.Tensor, batchAxis int) error {
 	}
 	nb := dims[batchAxis]
 	if batchAxis == 0 {
-		c.data = append(c.data, v...)
 		c.n += nb
-		return nil
+		return c.store(v)
 	}
 	// Channel-first [C, N, S...]: image j's values are v[(c*N + j)*S + s].
 	C := dims[0]
 	S := len(v) / (C * nb)
-	start := len(c.data)
-	c.data = append(c.data, make([]float32, nb*C*S)...)
+	img := make([]float32, nb*C*S)
 	for j := 0; j < nb; j++ {
-		dst := c.data[start+j*C*S : start+(j+1)*C*S]
+		dst := img[j*C*S : (j+1)*C*S]
 		for ch := 0; ch < C; ch++ {
 			copy(dst[ch*S:(ch+1)*S], v[(ch*nb+j)*S:(ch*nb+j+1)*S])
 		}
 	}
 	c.n += nb
-	return nil
+	return c.store(img)
 }
 
 // batch gathers the images idx into a graph-layout tensor.
@@ -64,14 +184,14 @@ func (c *cache) batch(idx []int) *tensors.Tensor {
 	dims := make([]int, 0, len(c.dims)+1)
 	if c.batchAxis == 0 {
 		for j, i := range idx {
-			copy(out[j*per:(j+1)*per], c.data[i*per:(i+1)*per])
+			copy(out[j*per:(j+1)*per], c.image(i))
 		}
 		dims = append(append(dims, b), c.dims...)
 	} else {
 		C := c.dims[0]
 		S := per / C
 		for j, i := range idx {
-			src := c.data[i*per : (i+1)*per]
+			src := c.image(i)
 			for ch := 0; ch < C; ch++ {
 				copy(out[(ch*b+j)*S:(ch*b+j+1)*S], src[ch*S:(ch+1)*S])
 			}
@@ -81,5 +201,5 @@ func (c *cache) batch(idx []int) *tensors.Tensor {
 	return tensors.FromFlatDataAndDimensions(out, dims...)
 }
 
-// bytes is the cache's size in memory.
-func (c *cache) bytes() int64 { return int64(len(c.data)) * 4 }
+// bytes is the cache's size (in memory or on disk).
+func (c *cache) bytes() int64 { return int64(c.n) * int64(c.per()) * 4 }

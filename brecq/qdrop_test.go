@@ -103,25 +103,8 @@ func TestQDropRunsAndIsDeterministic(t *testing.T) {
 	if moved == 0 {
 		t.Error("no activation step size was learned during QDrop's weight stage")
 	}
-	logits := func(q *Quantizer, m Mode) []float32 {
-		f, done := q.Evaluator(m)
-		defer done()
-		out, err := f(x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tensors.MustCopyFlatData[float32](out)
-	}
-	fp := logits(q1, FPMode())
-	mse := func(a []float32) float64 {
-		s := 0.0
-		for i := range a {
-			d := float64(a[i] - fp[i])
-			s += d * d
-		}
-		return s / float64(len(a))
-	}
-	got, near := mse(logits(q1, q1.EvalMode())), mse(logits(nq, nq.EvalMode()))
+	fp := logitsOf(t, q1, FPMode(), x)
+	got, near := mse(logitsOf(t, q1, q1.EvalMode(), x), fp), mse(logitsOf(t, nq, nq.EvalMode(), x), fp)
 	t.Logf("QDrop W2A4: logit MSE to FP %.4g (nearest %.4g)", got, near)
 	if !(got < near) {
 		t.Errorf("QDrop (%g) not closer to FP than nearest rounding (%g)", got, near)

@@ -79,6 +79,12 @@ type Options struct {
 	// LayerBits overrides the weight bits of the named layers (mixed
 	// precision); other layers use WBits or FirstLast.
 	LayerBits map[string]int `json:"layer_bits,omitempty"`
+	// MaxCacheMB bounds each cached tensor set (a unit's inputs, targets or
+	// Fisher weights over the calibration images) in memory; a larger one is
+	// kept in an unlinked temporary file in CacheDir (default: the system's
+	// temporary folder). 0 = no bound.
+	MaxCacheMB float64 `json:"max_cache_mb,omitempty"`
+	CacheDir   string  `json:"cache_dir,omitempty"`
 	// DropProb is QDrop's probability of keeping an activation element
 	// quantized during the weight stage (0.5).
 	DropProb float64 `json:"drop_prob,omitempty"`
@@ -96,7 +102,7 @@ func DefaultOptions(wbits, abits int) Options {
 	return Options{Method: MethodBRECQ, WBits: wbits, ABits: abits, Granularity: Block, Loss: LossMSE,
 		WeightIters: 20000, ActIters: 5000, Batch: 32, Lambda: 0.01, WeightLR: 1e-3, ActLR: 4e-4,
 		WarmUp: 0.2, BetaStart: 20, BetaEnd: 2, ActP: 2.4, FirstLast: 8, ClassifierInputBits: 8, StemOutputBits: 8, FisherMix: 1,
-		DropProb: 0.5, QDropActLR: 4e-5, Seed: 1}
+		DropProb: 0.5, QDropActLR: 4e-5, MaxCacheMB: 2048, Seed: 1}
 }
 
 // Validate reports impossible settings, naming the option.
@@ -161,6 +167,9 @@ func (o *Options) Validate() error {
 	if o.Batch < 1 {
 		return fmt.Errorf("batch %d < 1", o.Batch)
 	}
+	if o.MaxCacheMB < 0 || math.IsNaN(o.MaxCacheMB) {
+		return fmt.Errorf("cache bound %g MB must be ≥ 0 (0 = none)", o.MaxCacheMB)
+	}
 	if o.FisherMix < 0 || o.FisherMix > 1 {
 		return fmt.Errorf("fisher mix %g outside [0, 1]", o.FisherMix)
 	}
@@ -180,7 +189,9 @@ type UnitReport struct {
 	FisherMean float64 `json:"fisher_g2_mean,omitempty"`
 	// CacheSeconds is the time spent caching the unit's inputs and targets;
 	// FisherSeconds the time of the Fisher (gradient) pass, both included in Seconds.
-	CacheSeconds  float64 `json:"cache_seconds"`
+	CacheSeconds float64 `json:"cache_seconds"`
+	// CacheOnDisk is set when a cache passed Options.MaxCacheMB and was kept in a file.
+	CacheOnDisk   bool    `json:"cache_on_disk,omitempty"`
 	FisherSeconds float64 `json:"fisher_seconds,omitempty"`
 	// IterMS is the median wall time of one optimisation iteration in
 	// milliseconds, IterMSLo / IterMSHi its 10th and 90th percentiles.
@@ -283,8 +294,8 @@ type stream struct {
 
 // imageStream is the input of block 0: the calibration images, channel-first.
 func (r *Quantizer) imageStream() (*stream, error) {
-	c := &cache{}
 	n := r.calib.Shape().Dimensions[0]
+	c := r.newCache(n)
 	for start := 0; start < n; start += chunk {
 		end := min(start+chunk, n)
 		t := sliceImages(r.calib, start, end)
@@ -337,7 +348,7 @@ func (r *Quantizer) advance(s *stream, to int, mode Mode) error {
 		return err
 	}
 	defer exec.Finalize()
-	next := &cache{}
+	next := r.newCache(s.x.n)
 	err = chunks(s.x.n, func(idx []int) error {
 		res, err := exec.Exec(f.args(s.x.batch(idx))...)
 		if err != nil {
@@ -348,6 +359,8 @@ func (r *Quantizer) advance(s *stream, to int, mode Mode) error {
 	if err != nil {
 		return err
 	}
+	// The old cache may be shared with another stream; an on-disk one is
+	// closed (and its unlinked file freed) by os.File's finalizer.
 	s.block, s.x = to, next
 	return nil
 }
@@ -407,7 +420,7 @@ func (r *Quantizer) capture(mode Mode, u *Unit, fisher bool, src, fpSrc *stream)
 		return nil, nil, err
 	}
 	defer exec.Finalize()
-	in, out = &cache{}, &cache{}
+	in, out = r.newCache(src.x.n), r.newCache(src.x.n)
 	ob := 1
 	if u.outKind == outLogits {
 		ob = 0
@@ -583,29 +596,33 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 		if err != nil {
 			return err
 		}
-		mean := 0.0
-		for _, v := range g2.data {
-			mean += float64(v)
-		}
-		mean /= float64(len(g2.data))
+		mean := g2.mean()
 		rep.FisherMean = mean
 		if math.IsNaN(mean) {
 			return fmt.Errorf("unit %s: Fisher weights are NaN", u.Name)
 		}
-		for i, v := range g2.data {
-			if o.FisherDamped {
-				g2.data[i] = float32(math.Pow(math.Sqrt(float64(v))+1, 2))
-			} else if mean > 0 {
-				g2.data[i] = float32((1 - o.FisherMix) + o.FisherMix*float64(v)/mean)
-			} else {
-				g2.data[i] = 1
+		err = g2.apply(func(v float32) float32 {
+			switch {
+			case o.FisherDamped:
+				return float32(math.Pow(math.Sqrt(float64(v))+1, 2))
+			case mean > 0:
+				return float32((1 - o.FisherMix) + o.FisherMix*float64(v)/mean)
+			default:
+				return 1
 			}
+		})
+		if err != nil {
+			return err
 		}
 		wts = g2
 	}
 	for _, c := range []*cache{xin, yfp, wts, xfp} {
 		if c != nil {
 			rep.CacheMB += float64(c.bytes()) / 1e6
+			rep.CacheOnDisk = rep.CacheOnDisk || c.onDisk()
+			if c != qs.x && c != fs.x {
+				defer c.close()
+			}
 		}
 	}
 

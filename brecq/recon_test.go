@@ -325,26 +325,31 @@ func TestStreamCachingMatchesFullPrefix(t *testing.T) {
 // ranges and LSQ) on a small network and checks that the quantized logits are
 // closer to the FP logits than nearest rounding's, and that every activation
 // point got a quantizer.
+// logitsOf evaluates q under mode m on the images x.
+func logitsOf(t *testing.T, q *Quantizer, m Mode, x *tensors.Tensor) []float32 {
+	t.Helper()
+	f, done := q.Evaluator(m)
+	defer done()
+	out, err := f(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tensors.MustCopyFlatData[float32](out)
+}
+
+// mse is the mean squared difference of two equally long vectors.
+func mse(a, b []float32) float64 {
+	s := 0.0
+	for i := range a {
+		d := float64(a[i] - b[i])
+		s += d * d
+	}
+	return s / float64(len(a))
+}
+
 func TestRunEndToEnd(t *testing.T) {
 	b := testBackend(t)
 	net, p, x := testNet(t, 64)
-	logitsOf := func(q *Quantizer, m Mode) []float32 {
-		f, done := q.Evaluator(m)
-		defer done()
-		out, err := f(x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tensors.MustCopyFlatData[float32](out)
-	}
-	mse := func(a, b []float32) float64 {
-		s := 0.0
-		for i := range a {
-			d := float64(a[i] - b[i])
-			s += d * d
-		}
-		return s / float64(len(a))
-	}
 	for _, tc := range []struct {
 		g      Granularity
 		loss   Loss
@@ -377,8 +382,8 @@ func TestRunEndToEnd(t *testing.T) {
 		if err := nq.Run(); err != nil {
 			t.Fatal(err)
 		}
-		fp := logitsOf(q, FPMode())
-		got, near := mse(logitsOf(q, q.EvalMode()), fp), mse(logitsOf(nq, nq.EvalMode()), fp)
+		fp := logitsOf(t, q, FPMode(), x)
+		got, near := mse(logitsOf(t, q, q.EvalMode(), x), fp), mse(logitsOf(t, nq, nq.EvalMode(), x), fp)
 		t.Logf("%s/%s W2A4: logit MSE to FP %.4g (nearest %.4g)", tc.g, tc.loss, got, near)
 		if tc.better && !(got < near) {
 			t.Errorf("%s/%s: reconstruction (%g) not closer to FP than nearest (%g)", tc.g, tc.loss, got, near)

@@ -27,12 +27,12 @@ type QuantRecord = runrecord.Quant
 // quantFlags are the flags quantize and mixed share: the checkpoint, the
 // data, the calibration sample and every option of the reconstruction.
 type quantFlags struct {
-	ckpt, data, method, gran, loss, out, jsonOut       *string
-	depth, width, wbits, abits, iters, actIters, calib *int
-	batch, firstLast, clsIn, stemOut                   *int
-	seed                                               *uint64
-	lambda, wlr, alr, fisherMix, dropProb, qdropLR     *float64
-	fisherDamped, compare, quiet                       *bool
+	ckpt, data, method, gran, loss, out, jsonOut, cacheDir   *string
+	depth, width, wbits, abits, iters, actIters, calib       *int
+	batch, firstLast, clsIn, stemOut                         *int
+	seed                                                     *uint64
+	lambda, wlr, alr, fisherMix, dropProb, qdropLR, maxCache *float64
+	fisherDamped, compare, quiet                             *bool
 }
 
 func addQuantFlags(fs *flag.FlagSet) *quantFlags {
@@ -61,6 +61,8 @@ func addQuantFlags(fs *flag.FlagSet) *quantFlags {
 		fisherDamped: fs.Bool("fisher-damped", false, "use the authors' Fisher weights (|g|+1)² instead"),
 		dropProb:     fs.Float64("drop-prob", 0.5, "qdrop: probability of keeping an activation element quantized during reconstruction"),
 		qdropLR:      fs.Float64("qdrop-act-lr", 4e-5, "qdrop: Adam learning rate on the step sizes learned with the rounding"),
+		maxCache:     fs.Float64("max-cache-mb", 2048, "keep any cached set of unit inputs/targets larger than this (MB) in a temporary file instead of memory (0 = no bound)"),
+		cacheDir:     fs.String("cache-dir", "", "folder for those files (default: the system's temporary folder)"),
 		compare:      fs.Bool("compare", false, "also evaluate the FP and nearest-rounding networks and print all three"),
 		out:          fs.String("out", "", "write the quantized network (safetensors: dequantized weights, integer codes, scales)"),
 		jsonOut:      fs.String("json", "", "write the run record (JSON) here"),
@@ -78,6 +80,7 @@ func (f *quantFlags) options() (brecq.Options, error) {
 	opt.WeightLR, opt.ActLR = *f.wlr, *f.alr
 	opt.FirstLast, opt.ClassifierInputBits, opt.FisherMix, opt.FisherDamped = *f.firstLast, *f.clsIn, *f.fisherMix, *f.fisherDamped
 	opt.DropProb, opt.QDropActLR, opt.StemOutputBits = *f.dropProb, *f.qdropLR, *f.stemOut
+	opt.MaxCacheMB, opt.CacheDir = *f.maxCache, *f.cacheDir
 	if !*f.quiet {
 		opt.Progress = os.Stderr
 	}
