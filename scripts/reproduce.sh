@@ -63,7 +63,7 @@ for name in ${@:-$ALL}; do
   out="results/$name.json"
   if [ -f "$out" ]; then echo "skip $name ($out exists)"; continue; fi
   f=$(flags "$name")
-  echo "=== $name: $f --iters $ITERS --act-iters $ACT --calib $CALIB (later flags win)"
+  echo "=== $name: ${f%% *} --iters $ITERS --act-iters $ACT --calib $CALIB ${f#* } (later flags win)"
   # The subcommand, then the budget flags, then the run's own (which win).
   results/.brecq ${f%% *} --quiet --iters "$ITERS" --act-iters "$ACT" --calib "$CALIB" --json "$out" ${f#* } | grep -E '^\|' || true
 done
