@@ -76,14 +76,7 @@ func TestRunWithDiskCacheIsIdentical(t *testing.T) {
 		opt := DefaultOptions(2, 32)
 		opt.WeightIters, opt.Batch, opt.MaxCacheMB, opt.CacheDir = 20, 8, limitMB, t.TempDir()
 		opt.Loss = LossFisher
-		q, err := NewQuantizer(b, net, p, x, opt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := q.Run(); err != nil {
-			t.Fatal(err)
-		}
-		return q
+		return runQuantizer(t, b, net, p, x, opt)
 	}
 	mem, disk := run(0), run(1e-6)
 	onDisk := 0

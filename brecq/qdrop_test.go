@@ -63,14 +63,7 @@ func TestQDropRunsAndIsDeterministic(t *testing.T) {
 		opt := DefaultOptions(2, 4)
 		opt.Method, opt.WeightIters, opt.Batch = MethodQDrop, 120, 16
 		opt.QDropActLR = 1e-2 // a short budget; the paper's 4e-5 barely moves in 120 steps
-		q, err := NewQuantizer(b, net, p, x, opt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := q.Run(); err != nil {
-			t.Fatal(err)
-		}
-		return q
+		return runQuantizer(t, b, net, p, x, opt)
 	}
 	q1, q2 := run(), run()
 	for name, v := range q1.Q.V {
@@ -87,13 +80,7 @@ func TestQDropRunsAndIsDeterministic(t *testing.T) {
 	// that only initialises them.
 	nopt := q1.Opt
 	nopt.Method = MethodNearest
-	nq, err := NewQuantizer(b, net, p, x, nopt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nq.Run(); err != nil {
-		t.Fatal(err)
-	}
+	nq := runQuantizer(t, b, net, p, x, nopt)
 	moved := 0
 	for _, pt := range ActPoints(net)[1:] { // the stem output is not in any unit
 		if q1.Q.AQ[pt].Scale[0] != nq.Q.AQ[pt].Scale[0] {

@@ -337,6 +337,19 @@ func logitsOf(t *testing.T, q *Quantizer, m Mode, x *tensors.Tensor) []float32 {
 	return tensors.MustCopyFlatData[float32](out)
 }
 
+// runQuantizer builds a Quantizer with opt and runs it, failing the test on error.
+func runQuantizer(t *testing.T, b compute.Backend, net *models.Net, p models.Params, x *tensors.Tensor, opt Options) *Quantizer {
+	t.Helper()
+	q, err := NewQuantizer(b, net, p, x, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
 // mse is the mean squared difference of two equally long vectors.
 func mse(a, b []float32) float64 {
 	s := 0.0
@@ -375,13 +388,7 @@ func TestRunEndToEnd(t *testing.T) {
 		}
 		nopt := opt
 		nopt.Method = MethodNearest
-		nq, err := NewQuantizer(b, net, p, x, nopt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := nq.Run(); err != nil {
-			t.Fatal(err)
-		}
+		nq := runQuantizer(t, b, net, p, x, nopt)
 		fp := logitsOf(t, q, FPMode(), x)
 		got, near := mse(logitsOf(t, q, q.EvalMode(), x), fp), mse(logitsOf(t, nq, nq.EvalMode(), x), fp)
 		t.Logf("%s/%s W2A4: logit MSE to FP %.4g (nearest %.4g)", tc.g, tc.loss, got, near)
