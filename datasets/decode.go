@@ -11,6 +11,7 @@ import (
 	_ "image/png"
 	"io"
 	"os"
+	"strings"
 )
 
 // maxImagePixels bounds the width×height an image header may claim, so that a
@@ -48,6 +49,9 @@ func decodeRGBBytes(path string, data []byte) (pix []uint8, h, w int, err error)
 		if err == image.ErrFormat {
 			return nil, 0, 0, fmt.Errorf("datasets: %s: not a PNG, JPEG or GIF image", path)
 		}
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			return nil, 0, 0, fmt.Errorf("datasets: %s: truncated image header", path)
+		}
 		return nil, 0, 0, fmt.Errorf("datasets: %s: corrupt image header: %v", path, err)
 	}
 	if cfg.Width <= 0 || cfg.Height <= 0 || int64(cfg.Width)*int64(cfg.Height) > maxImagePixels {
@@ -55,8 +59,8 @@ func decodeRGBBytes(path string, data []byte) (pix []uint8, h, w int, err error)
 	}
 	img, _, err := image.Decode(bufio.NewReader(bytes.NewReader(data)))
 	if err != nil {
-		if err == io.ErrUnexpectedEOF || err == io.EOF {
-			return nil, 0, 0, fmt.Errorf("datasets: %s: truncated %s image", path, format)
+		if err == io.ErrUnexpectedEOF || err == io.EOF || strings.Contains(err.Error(), "short Huffman data") {
+			return nil, 0, 0, fmt.Errorf("datasets: %s: truncated %s image (%v)", path, format, err)
 		}
 		return nil, 0, 0, fmt.Errorf("datasets: %s: corrupt %s image: %v", path, format, err)
 	}

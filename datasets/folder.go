@@ -287,6 +287,11 @@ type Folder struct {
 // OpenFolder opens DIR/train and DIR/val (see NewFolderImages). Both must
 // exist and hold the same class folders.
 func OpenFolder(dir string, size, resize int, norm ChannelNorm) (*Folder, error) {
+	if st, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("datasets: image folder: %w", err)
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("datasets: image folder %s is not a directory", dir)
+	}
 	var splits [2]*FolderImages
 	for k, name := range []string{"train", "val"} {
 		p := filepath.Join(dir, name)
