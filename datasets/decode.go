@@ -30,7 +30,8 @@ const maxImagePixels = 1 << 28
 //   - 16-bit colour: the high byte of each sample;
 //   - CMYK (Adobe JPEG): with n = 255 − K, R = n − n·C/255 (PIL's MULDIV255
 //     rounding), likewise G from M and B from Y;
-//   - YCbCr (JPEG): Go's image/jpeg colour conversion.
+//   - YCbCr (JPEG): libjpeg's default fancy chroma upsampling and colour
+//     conversion (see jpegRGB), as PIL gets them from libjpeg.
 //
 // A missing, unreadable, truncated or corrupt file, or one that is not an
 // image, gives an error naming path.
@@ -119,6 +120,9 @@ func toRGB(img image.Image) (pix []uint8, h, w int) {
 			}
 		}
 	case *image.YCbCr:
+		if p, hh, ww := jpegRGB(m); p != nil {
+			return p, hh, ww
+		}
 		for y := range h {
 			for x := range w {
 				yi, ci := m.YOffset(b.Min.X+x, b.Min.Y+y), m.COffset(b.Min.X+x, b.Min.Y+y)

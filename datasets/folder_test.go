@@ -302,8 +302,9 @@ func TestFolderMatchesTorchvisionPNG(t *testing.T) {
 }
 
 // TestFolderJPEGAgainstPIL measures Go's JPEG decoding + the transform
-// against libjpeg (PIL) + the same transform: decoders differ (IDCT, chroma
-// upsampling), so the bound is looser than for PNG and the figures are logged.
+// against libjpeg (PIL) + the same transform. Chroma upsampling and colour
+// conversion follow libjpeg (jpegcolor.go); the IDCTs differ, so the bound is
+// looser than for PNG and the figures are logged.
 func TestFolderJPEGAgainstPIL(t *testing.T) {
 	needTorchvision(t)
 	root := filepath.Join(t.TempDir(), "val")
@@ -320,8 +321,10 @@ func TestFolderJPEGAgainstPIL(t *testing.T) {
 	means, maxes, f := checkAgainstPIL(t, root, 224)
 	for i := range means {
 		t.Logf("%-20s mean |Δ| %.4f levels, max %d", strings.TrimPrefix(f.Files[i], root), means[i], maxes[i])
-		if means[i] > 2 {
-			t.Errorf("%s: mean |Δ| %.4f levels > 2", f.Files[i], means[i])
+		// Observed with libjpeg-turbo (PIL 9.4): ≤ 0.05 mean, ≤ 3 max; the
+		// rest is Go's IDCT against libjpeg's.
+		if means[i] > 0.5 || maxes[i] > 16 {
+			t.Errorf("%s: mean |Δ| %.4f levels > 0.5 or max %d > 16", f.Files[i], means[i], maxes[i])
 		}
 	}
 }
