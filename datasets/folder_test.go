@@ -314,9 +314,14 @@ func TestFolderJPEGAgainstPIL(t *testing.T) {
 	writeFile(t, filepath.Join(root, "a", "big.jpeg"), encodeJPEG(t, testImage(rng, 640, 480, 10), 75))
 	writeFile(t, filepath.Join(root, "b", "grey.jpg"), encodeJPEG(t, grey(testImage(rng, 300, 200, 10)), 90))
 	writeFile(t, filepath.Join(root, "b", "png-named.JPEG"), encodePNG(t, opaque(testImage(rng, 200, 300, 10))))
-	cmyk := filepath.Join(root, "b", "cmyk.jpg")
-	if b, err := exec.Command(systemPython, scriptPath(t), "--cmyk-jpeg", cmyk, "275", "190", "3").CombinedOutput(); err != nil {
-		t.Fatalf("writing a CMYK JPEG: %v %s", err, b)
+	for _, j := range []struct{ name, w, h, mode, sub string }{
+		{"cmyk.jpg", "275", "190", "CMYK", "0"},
+		{"pil420.jpg", "263", "171", "RGB", "2"},
+		{"pil422.jpg", "171", "263", "RGB", "1"},
+		{"pil444.jpg", "300", "199", "RGB", "0"},
+		{"pilgrey.jpg", "199", "300", "L", "0"},
+	} {
+		pilJPEG(t, filepath.Join(root, "b", j.name), j.w, j.h, j.mode, j.sub)
 	}
 	means, maxes, f := checkAgainstPIL(t, root, 224)
 	for i := range means {
@@ -325,6 +330,80 @@ func TestFolderJPEGAgainstPIL(t *testing.T) {
 		// rest is Go's IDCT against libjpeg's.
 		if means[i] > 0.5 || maxes[i] > 16 {
 			t.Errorf("%s: mean |Δ| %.4f levels > 0.5 or max %d > 16", f.Files[i], means[i], maxes[i])
+		}
+	}
+}
+
+// pilJPEG writes a JPEG with PIL/libjpeg (see scripts/pil_reference.py).
+func pilJPEG(t *testing.T, path, w, h, mode, subsampling string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command(systemPython, scriptPath(t), "--jpeg", path, w, h, "3", mode, subsampling).CombinedOutput(); err != nil {
+		t.Fatalf("writing a %s JPEG: %v %s", mode, err, b)
+	}
+}
+
+// TestDecodeAgainstPIL compares DecodeRGB alone (no resize, whose averaging
+// hides differences) with PIL's Image.open(f).convert("RGB"): PNG exactly,
+// JPEG within the IDCT differences, figures logged.
+func TestDecodeAgainstPIL(t *testing.T) {
+	needTorchvision(t)
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(13, 14))
+	var files []string
+	add := func(name string, data []byte) {
+		p := filepath.Join(dir, name)
+		writeFile(t, p, data)
+		files = append(files, p)
+	}
+	add("rgb.png", encodePNG(t, opaque(testImage(rng, 131, 77, 20))))
+	add("rgba.png", encodePNG(t, testImage(rng, 77, 131, 20)))
+	add("go420.jpg", encodeJPEG(t, testImage(rng, 301, 173, 10), 90))
+	add("gogrey.jpg", encodeJPEG(t, grey(testImage(rng, 173, 301, 10)), 90))
+	for _, j := range []struct{ name, w, h, mode, sub string }{
+		{"pil420.jpg", "263", "171", "RGB", "2"}, {"pil422.jpg", "171", "263", "RGB", "1"},
+		{"pil444.jpg", "300", "199", "RGB", "0"}, {"pilcmyk.jpg", "275", "190", "CMYK", "0"},
+		{"pil420odd.jpg", "3", "5", "RGB", "2"},
+	} {
+		p := filepath.Join(dir, j.name)
+		pilJPEG(t, p, j.w, j.h, j.mode, j.sub)
+		files = append(files, p)
+	}
+	out := filepath.Join(dir, "ref")
+	if b, err := exec.Command(systemPython, append([]string{scriptPath(t), "--decode", out}, files...)...).CombinedOutput(); err != nil {
+		t.Fatalf("pil_reference.py --decode: %v %s", err, b)
+	}
+	var meta struct{ Sizes [][2]int }
+	b, err := os.ReadFile(out + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &meta); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := os.ReadFile(out + ".u8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := 0
+	for k, f := range files {
+		pix, h, w, err := DecodeRGB(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if [2]int{w, h} != meta.Sizes[k] {
+			t.Fatalf("%s: %dx%d, PIL %v", f, w, h, meta.Sizes[k])
+		}
+		m, mx := pixelDiff(pix, ref[off:off+len(pix)])
+		off += len(pix)
+		t.Logf("%-14s %dx%d decoded: mean |Δ| %.4f levels, max %d", filepath.Base(f), w, h, m, mx)
+		if strings.HasSuffix(f, ".png") && mx != 0 {
+			t.Errorf("%s: PNG decoding differs from PIL by up to %d", f, mx)
+		}
+		if m > 0.5 || mx > 16 {
+			t.Errorf("%s: mean |Δ| %.4f > 0.5 or max %d > 16", f, m, mx)
 		}
 	}
 }

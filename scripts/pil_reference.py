@@ -12,31 +12,61 @@ applies Resize(RESIZE) (PIL bilinear) and CenterCrop(SIZE), and writes
   OUT.f32   ToTensor() + Normalize(ImageNet mean/std), float32 little-endian, N x 3 x SIZE x SIZE
 A file PIL cannot load is written as zeros and listed under "errors".
 
-    pil_reference.py --cmyk-jpeg OUT.jpg W H SEED
+    pil_reference.py --jpeg OUT.jpg W H SEED MODE SUBSAMPLING
 
-writes a CMYK JPEG of W x H random smooth pixels (Go cannot encode one).
+writes a JPEG of W x H random smooth pixels with libjpeg (MODE RGB, L or
+CMYK; SUBSAMPLING 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0): what Go cannot encode.
+
+    pil_reference.py --decode OUT FILE...
+
+writes each FILE as PIL opens it and converts it to RGB: OUT.json
+{"sizes": [[w, h], ...]} and OUT.u8, the H x W x 3 pixels one after the other.
 """
 import json
 import sys
 
 import numpy as np
-import torch
-import torchvision
 from PIL import Image
-from torchvision import transforms
 
 
-def cmyk_jpeg(out, w, h, seed):
+def write_jpeg(out, w, h, seed, mode, subsampling):
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
-    chans = [(127 + 120 * np.sin(xx / (7 + 3 * c) + yy / (11 + c) + c)).astype(np.uint8) for c in range(4)]
-    Image.fromarray(np.stack(chans, -1), "CMYK").save(out, quality=95)
+    chans = []
+    for c in range(4):
+        fx, fy, ph = rng.uniform(0.02, 0.2), rng.uniform(0.02, 0.2), rng.uniform(0, 6.3)
+        v = 127 + 100 * np.sin(fx * xx + fy * yy + ph) + rng.integers(-15, 16, size=(h, w))
+        chans.append(np.clip(v, 0, 255).astype(np.uint8))
+    img = Image.fromarray(np.stack(chans, -1), "CMYK")
+    if mode != "CMYK":
+        img = Image.fromarray(np.stack(chans[:3], -1), "RGB").convert(mode)
+    img.save(out, quality=90, subsampling=subsampling)
+
+
+def decode(out, files):
+    sizes = []
+    with open(out + ".u8", "wb") as fu:
+        for f in files:
+            with open(f, "rb") as fh:
+                img = Image.open(fh).convert("RGB")
+            sizes.append(img.size)
+            fu.write(np.asarray(img, dtype=np.uint8).tobytes())
+    with open(out + ".json", "w") as f:
+        json.dump({"sizes": sizes}, f)
 
 
 def main():
-    if sys.argv[1] == "--cmyk-jpeg":
-        cmyk_jpeg(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    if sys.argv[1] == "--jpeg":
+        a = sys.argv
+        write_jpeg(a[2], int(a[3]), int(a[4]), int(a[5]), a[6], int(a[7]))
         return
+    if sys.argv[1] == "--decode":
+        decode(sys.argv[2], sys.argv[3:])
+        return
+    import torch  # only this mode needs torch: the others start faster without it
+    import torchvision
+    from torchvision import transforms
+
     root, size, resize, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     crop = transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(size)])
     norm = transforms.Compose([transforms.ToTensor(),
