@@ -25,6 +25,11 @@ type Options struct {
 	// Norm replaces the per-channel normalisation of cifar10 and folder data
 	// sets (nil Mean: CIFAR10Norm, ImageNetNorm).
 	Norm ChannelNorm
+	// CalibAugment (folder data only) makes Calibration use the BRECQ
+	// authors' training transform, RandomResizedCrop + RandomHorizontalFlip
+	// seeded per image (AugmentedImages), instead of the evaluation
+	// transform.
+	CalibAugment bool
 }
 
 // Data is a data set opened by Open: a training split (the calibration
@@ -51,6 +56,8 @@ type Data struct {
 	// specs, else nil.
 	CIFAR  *CIFAR10
 	Folder *Folder
+	// CalibAugment is Options.CalibAugment.
+	CalibAugment bool
 }
 
 // Specs lists the spec forms Open accepts, for help texts.
@@ -74,8 +81,8 @@ func Open(spec string, opt Options) (*Data, error) {
 	}
 	d := &Data{Spec: spec, Kind: kind, Dir: dir}
 	fixedSize := func(side int) error {
-		if opt.ImageSize > 0 && opt.ImageSize != side || opt.ResizeSize > 0 {
-			return fmt.Errorf("datasets: %s images are %dx%d; image size %d / resize %d apply to folder data only",
+		if opt.ImageSize > 0 && opt.ImageSize != side || opt.ResizeSize > 0 || opt.CalibAugment {
+			return fmt.Errorf("datasets: %s images are %dx%d; image size %d / resize %d / calibration augmentation apply to folder data only",
 				kind, side, side, opt.ImageSize, opt.ResizeSize)
 		}
 		return nil
@@ -126,7 +133,7 @@ func Open(spec string, opt Options) (*Data, error) {
 		if err != nil {
 			return nil, err
 		}
-		d.Folder, d.Classes, d.NumClasses = f, f.Classes, len(f.Classes)
+		d.Folder, d.Classes, d.NumClasses, d.CalibAugment = f, f.Classes, len(f.Classes), opt.CalibAugment
 		d.Train, d.Test = f.Train, f.Val
 	default:
 		return nil, fmt.Errorf("datasets: unknown data spec %q (valid: %s)", spec, strings.Join(Specs(), ", "))
@@ -139,13 +146,19 @@ func Open(spec string, opt Options) (*Data, error) {
 // seed) — for fashion-mnist and mnist the same images, in the same order and
 // with the same values, as SampleCalibration + Split.Batch — and loads them
 // in parallel with the evaluation transform (as the evaluation split is
-// served). x is n×C×H×W (NCHW), y the labels, idx the training indices.
+// served), or for a folder opened with CalibAugment with the authors'
+// training transform (AugmentedImages{Seed: seed}). x is n×C×H×W (NCHW), y
+// the labels, idx the training indices.
 func (d *Data) Calibration(n int, seed uint64, opt LoadOptions) (x []float32, y []int32, idx []int, err error) {
 	idx, err = CalibrationIndices(d.Train.Len(), n, seed)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%s: %w", d.Spec, err)
 	}
-	s := NewStream(d.Train, idx, max(1, min(n, 64)), opt)
+	src := d.Train
+	if d.CalibAugment && d.Folder != nil {
+		src = &AugmentedImages{FolderImages: d.Folder.Train, Seed: seed}
+	}
+	s := NewStream(src, idx, max(1, min(n, 64)), opt)
 	defer s.Close()
 	c, h, w := d.Train.Shape()
 	x = make([]float32, 0, n*c*h*w)

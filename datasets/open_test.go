@@ -88,6 +88,30 @@ func TestOpenCIFARAndFolder(t *testing.T) {
 			t.Fatalf("calibration image %d (file %s) differs from Load", b, d.Folder.Train.Files[i])
 		}
 	}
+	// The authors' training transform for calibration: seeded per image,
+	// independent of the worker count, different from the evaluation crop.
+	da, err := Open("folder:"+fdir, Options{ImageSize: 32, CalibAugment: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	xa1, ya1, idxa, err := da.Calibration(7, 3, LoadOptions{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	xa2, _, _, err := da.Calibration(7, 3, LoadOptions{Workers: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(idxa, idx1) || !slices.Equal(ya1, y1) || !slices.Equal(xa1, xa2) || slices.Equal(xa1, x1) {
+		t.Fatal("augmented calibration: not the same indices / labels, not deterministic, or equal to the evaluation transform")
+	}
+	aug := &AugmentedImages{FolderImages: da.Folder.Train, Seed: 3}
+	if err := aug.Load(idxa[2], one); err != nil || !slices.Equal(one, xa1[2*len(one):3*len(one)]) {
+		t.Fatalf("augmented calibration image 2 differs from AugmentedImages.Load: %v", err)
+	}
+	if _, err := Open("cifar10:"+cdir, Options{CalibAugment: true}); err == nil {
+		t.Error("CalibAugment on cifar10: no error")
+	}
 	if _, _, _, err := d.Calibration(13, 3, LoadOptions{}); err == nil {
 		t.Error("13 calibration images from 12: no error")
 	}

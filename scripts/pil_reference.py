@@ -17,6 +17,13 @@ A file PIL cannot load is written as zeros and listed under "errors".
 writes a JPEG of W x H random smooth pixels with libjpeg (MODE RGB, L or
 CMYK; SUBSAMPLING 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0): what Go cannot encode.
 
+    pil_reference.py --crops OUT SIZE FILE,TOP,LEFT,H,W,FLIP ...
+
+writes, for each argument, torchvision's resized_crop(img, TOP, LEFT, H, W,
+[SIZE, SIZE]) (PIL bilinear) of the RGB image, mirrored by hflip when FLIP is
+1 (RandomResizedCrop + RandomHorizontalFlip with these drawn parameters), as
+SIZE x SIZE x 3 bytes one after the other in OUT.u8.
+
     pil_reference.py --decode OUT FILE...
 
 writes each FILE as PIL opens it and converts it to RGB: OUT.json
@@ -55,7 +62,24 @@ def decode(out, files):
         json.dump({"sizes": sizes}, f)
 
 
+def crops(out, size, specs):
+    from torchvision.transforms import functional as F
+
+    with open(out + ".u8", "wb") as fu:
+        for spec in specs:
+            f, top, left, h, w, flip = spec.split(",")
+            with open(f, "rb") as fh:
+                img = Image.open(fh).convert("RGB")
+            img = F.resized_crop(img, int(top), int(left), int(h), int(w), [size, size])
+            if flip == "1":
+                img = F.hflip(img)
+            fu.write(np.asarray(img, dtype=np.uint8).tobytes())
+
+
 def main():
+    if sys.argv[1] == "--crops":
+        crops(sys.argv[2], int(sys.argv[3]), sys.argv[4:])
+        return
     if sys.argv[1] == "--jpeg":
         a = sys.argv
         write_jpeg(a[2], int(a[3]), int(a[4]), int(a[5]), a[6], int(a[7]))
