@@ -45,6 +45,11 @@ func DecodeRGB(path string) (pix []uint8, h, w int, err error) {
 
 // decodeRGBBytes is DecodeRGB on the file's bytes; path is for errors.
 func decodeRGBBytes(path string, data []byte) (pix []uint8, h, w int, err error) {
+	defer func() {
+		if r := recover(); r != nil { // a decoder bug must not take the run down
+			pix, h, w, err = nil, 0, 0, fmt.Errorf("datasets: %s: corrupt image (decoder panic: %v)", path, r)
+		}
+	}()
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
 	if err != nil {
 		if err == image.ErrFormat {
