@@ -1,10 +1,22 @@
-// Package datasets loads the MNIST and Fashion-MNIST image classification
-// data sets from IDX files, normalises them into float32 NCHW batches, and
-// provides the seeded shuffling, augmentation and calibration sampling used
-// by training and BRECQ quantisation runs.
+// Package datasets loads image classification data sets — MNIST and
+// Fashion-MNIST from IDX files, CIFAR-10 from its binary files, and image
+// folders in ImageNet layout (train/<class>/*, val/<class>/*) decoded on
+// demand — normalises them into float32 NCHW batches, and provides the
+// seeded shuffling, augmentation and calibration sampling used by training
+// and BRECQ quantisation runs.
+//
+// Open(spec, Options) is the single entry: "fashion-mnist", "mnist",
+// "cifar10:DIR" or "folder:DIR". Every source is an Images (indexed,
+// labelled, normalised CHW); Stream serves batches of any of them in a fixed
+// order with parallel workers and bounded read-ahead, and Data.Calibration
+// draws the seeded calibration set. Folder images get torchvision's
+// evaluation transform (Resize(round(size·256/224)) with PIL's antialiased
+// bilinear filter, CenterCrop(size), ToTensor, Normalize), reproduced exactly
+// for PNG and within libjpeg-vs-Go IDCT differences for JPEG.
 //
 // Everything here is deterministic given the seeds: the same seed always
-// gives the same permutations, augmentations and calibration indices.
+// gives the same permutations, augmentations and calibration indices, and
+// the same batches whatever the number of workers.
 package datasets
 
 import (
