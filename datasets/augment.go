@@ -104,9 +104,6 @@ func (a *AugmentedImages) Load(i int, dst []float32) error {
 		return fmt.Errorf("datasets: index %d outside 0..%d", i, len(a.Files)-1)
 	}
 	path := a.Files[i]
-	if !hasDecoder(path) {
-		return fmt.Errorf("datasets: %s: unsupported image format (PNG, JPEG and GIF are decoded)", path)
-	}
 	src, h, w, err := DecodeRGB(path)
 	if err != nil {
 		return err

@@ -53,7 +53,7 @@ func decodeRGBBytes(path string, data []byte) (pix []uint8, h, w int, err error)
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
 	if err != nil {
 		if err == image.ErrFormat {
-			return nil, 0, 0, fmt.Errorf("datasets: %s: not a PNG, JPEG or GIF image", path)
+			return nil, 0, 0, fmt.Errorf("datasets: %s: not a PNG, JPEG or GIF image (BMP, TIFF, WebP and PPM are not decoded here)", path)
 		}
 		if err == io.ErrUnexpectedEOF || err == io.EOF {
 			return nil, 0, 0, fmt.Errorf("datasets: %s: truncated image header", path)

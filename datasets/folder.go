@@ -12,10 +12,11 @@ import (
 )
 
 // ImageExtensions are the file name endings (compared case-insensitively)
-// that an image folder lists, torchvision's IMG_EXTENSIONS. PNG, JPEG and GIF
-// decode; the others are listed (so that indices and labels agree with
-// torchvision's ImageFolder) but give an "unsupported format" error naming the
-// file when loaded.
+// that an image folder lists, torchvision's IMG_EXTENSIONS. The content, not
+// the name, decides the decoder (as in PIL): PNG, JPEG and GIF decode; other
+// formats (BMP, TIFF, WebP, PPM/PGM) are listed, so that indices and labels
+// agree with torchvision's ImageFolder, but give an error naming the file
+// when loaded.
 var ImageExtensions = []string{".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 
 // DefaultImageSize is the side of the square network input of folder data
@@ -230,10 +231,6 @@ func (f *FolderImages) Load(i int, dst []float32) error {
 // normalisation: Size×Size interleaved RGB bytes, row-major.
 func (f *FolderImages) Pixels(i int) ([]uint8, error) {
 	path := f.Files[i]
-	if !hasDecoder(path) {
-		return nil, fmt.Errorf("datasets: %s: unsupported image format %s (PNG, JPEG and GIF are decoded)",
-			path, filepath.Ext(path))
-	}
 	src, h, w, err := DecodeRGB(path)
 	if err != nil {
 		return nil, err
@@ -243,17 +240,6 @@ func (f *FolderImages) Pixels(i int) ([]uint8, error) {
 		return nil, fmt.Errorf("datasets: %s: a %dx%d image cannot be resized to shorter side %d", path, w, h, f.Resize)
 	}
 	return resizeCrop(src, h, w, 3, oh, ow, CenterOffset(oh, f.Size), CenterOffset(ow, f.Size), f.Size, f.Size)
-}
-
-// hasDecoder reports whether a file's extension is one whose formats Go
-// decodes here. Content decides the decoder (a PNG named .JPEG decodes, as
-// in PIL); the extension only rejects the listed formats with no decoder.
-func hasDecoder(path string) bool {
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp":
-		return false
-	}
-	return true
 }
 
 // normalize writes the interleaved RGB pixels as normalised CHW float32.

@@ -314,6 +314,7 @@ func TestFolderJPEGAgainstPIL(t *testing.T) {
 	writeFile(t, filepath.Join(root, "a", "big.jpeg"), encodeJPEG(t, testImage(rng, 640, 480, 10), 75))
 	writeFile(t, filepath.Join(root, "b", "grey.jpg"), encodeJPEG(t, grey(testImage(rng, 300, 200, 10)), 90))
 	writeFile(t, filepath.Join(root, "b", "png-named.JPEG"), encodePNG(t, opaque(testImage(rng, 200, 300, 10))))
+	writeFile(t, filepath.Join(root, "b", "jpeg-named.bmp"), encodeJPEG(t, testImage(rng, 250, 190, 10), 85))
 	for _, j := range []struct{ name, w, h, mode, sub string }{
 		{"cmyk.jpg", "275", "190", "CMYK", "0"},
 		{"pil420.jpg", "263", "171", "RGB", "2"},

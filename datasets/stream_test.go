@@ -176,7 +176,7 @@ func writeBadFolder(t *testing.T, root string) (good string, bad map[string]stri
 		filepath.Join(root, "a", "cutscan.jpg"):    "truncated jpeg image",
 		filepath.Join(root, "a", "text.jpg"):       "not a PNG, JPEG or GIF",
 		filepath.Join(root, "a", "empty.png"):      "",
-		filepath.Join(root, "a", "picture.bmp"):    "unsupported image format",
+		filepath.Join(root, "a", "picture.bmp"):    "BMP, TIFF, WebP and PPM are not decoded",
 		filepath.Join(root, "a", "hugeheader.png"): "implausible png size 100000x100000",
 	}
 	corrupt := slices.Clone(pngBytes)
