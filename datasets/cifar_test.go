@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -105,5 +106,62 @@ func TestLoadCIFAR10Errors(t *testing.T) {
 	}
 	if _, err := LoadCIFAR10(filepath.Join(dir, "nowhere"), ChannelNorm{}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("missing folder: %v", err)
+	}
+}
+
+// TestMemImagesAugmentedBatch checks the multi-channel augmentation against
+// the tested one-channel Split.AugmentedBatch: on a one-channel MemImages it
+// is identical, and on CIFAR-style images every channel is that channel's
+// Split.AugmentedBatch (same seed, same window and flip), then normalised.
+func TestMemImagesAugmentedBatch(t *testing.T) {
+	s := &Split{Images: make([]uint8, 5*6*7), Labels: []uint8{1, 2, 3, 4, 5}, N: 5, H: 6, W: 7}
+	rng := rand.New(rand.NewPCG(1, 1))
+	for i := range s.Images {
+		s.Images[i] = uint8(rng.IntN(256))
+	}
+	m, err := SplitImages(s, MNISTNorm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := []int{4, 0, 2, 2}
+	aug := Augment{Pad: 2, Flip: true}
+	gx, gy, err := m.AugmentedBatch(idx, aug, rand.New(rand.NewPCG(7, 7)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wx, wy, _ := s.AugmentedBatch(idx, MNISTNorm, aug, rand.New(rand.NewPCG(7, 7)))
+	if !slices.Equal(gx, wx) || !slices.Equal(gy, wy) {
+		t.Fatal("one channel: differs from Split.AugmentedBatch")
+	}
+
+	dir := t.TempDir()
+	writeCIFAR(t, dir, [6]int{2, 1, 1, 1, 1, 1})
+	d, err := LoadCIFAR10(dir, ChannelNorm{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx = []int{5, 1, 3}
+	cx, cy, err := d.Train.AugmentedBatch(idx, Augment{Pad: 4, Flip: true}, rand.New(rand.NewPCG(9, 9)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	identity := Normalization{Mean: 0, Std: 1.0 / 255} // Value(p) = p
+	for c := range 3 {
+		ch := &Split{Images: make([]uint8, 6*1024), Labels: d.Train.Labels, N: 6, H: 32, W: 32}
+		for i := range 6 {
+			copy(ch.Images[i*1024:(i+1)*1024], d.Train.Pix[(i*3+c)*1024:(i*3+c+1)*1024])
+		}
+		px, py, _ := ch.AugmentedBatch(idx, identity, Augment{Pad: 4, Flip: true}, rand.New(rand.NewPCG(9, 9)))
+		for b := range idx {
+			for j := range 1024 {
+				want := CIFAR10Norm.Value(c, uint8(px[b*1024+j]))
+				if got := cx[(b*3+c)*1024+j]; got != want {
+					t.Fatalf("image %d channel %d value %d = %v, want %v", idx[b], c, j, got, want)
+				}
+			}
+		}
+		if !slices.Equal(cy, py) {
+			t.Fatalf("labels %v, want %v", cy, py)
+		}
 	}
 }

@@ -144,3 +144,42 @@ func CalibrationIndices(total, n int, seed uint64) ([]int, error) {
 	}
 	return rand.New(rand.NewPCG(seed, calibStream)).Perm(total)[:n:n], nil
 }
+
+// AugmentedBatch is Split.AugmentedBatch for any channel count: each image of
+// indices is padded by aug.Pad pixels of value 0 on every side (normalised
+// per channel, so the padding is (0 − Mean[c])/Std[c]), cut to H×W at a random
+// offset (dy, dx) and mirrored left-right with probability 1/2 — the same
+// window and flip for all channels, torchvision's RandomCrop(H, padding=Pad)
+// + RandomHorizontalFlip. The draws, per image in order, are those of
+// Split.AugmentedBatch (dy, dx if Pad > 0, then the flip if aug.Flip), so a
+// one-channel MemImages from SplitImages gives exactly Split.AugmentedBatch.
+func (m *MemImages) AugmentedBatch(indices []int, aug Augment, rng *rand.Rand) (x []float32, y []int32, err error) {
+	if aug.Pad < 0 {
+		return nil, nil, fmt.Errorf("datasets: negative crop padding %d", aug.Pad)
+	}
+	if rng == nil && (aug.Pad > 0 || aug.Flip) {
+		return nil, nil, fmt.Errorf("datasets: AugmentedBatch needs a non-nil *rand.Rand")
+	}
+	hw := m.H * m.W
+	x = make([]float32, len(indices)*m.C*hw)
+	y = make([]int32, len(indices))
+	for b, i := range indices {
+		if i < 0 || i >= m.N {
+			return nil, nil, fmt.Errorf("datasets: index %d outside 0..%d", i, m.N-1)
+		}
+		dy, dx, flip := aug.Pad, aug.Pad, false
+		if aug.Pad > 0 {
+			dy = rng.IntN(2*aug.Pad + 1)
+			dx = rng.IntN(2*aug.Pad + 1)
+		}
+		if aug.Flip {
+			flip = rng.IntN(2) == 1
+		}
+		for c := range m.C {
+			src := m.Pix[(i*m.C+c)*hw : (i*m.C+c+1)*hw]
+			cropFlip(x[(b*m.C+c)*hw:(b*m.C+c+1)*hw], src, m.H, m.W, aug.Pad, dy, dx, flip, &m.lut[c])
+		}
+		y[b] = int32(m.Labels[i])
+	}
+	return x, y, nil
+}
