@@ -230,13 +230,16 @@ func (f *FolderImages) Load(i int, dst []float32) error {
 // Pixels returns image i after the resize and centre crop, before
 // normalisation: Size×Size interleaved RGB bytes, row-major.
 func (f *FolderImages) Pixels(i int) ([]uint8, error) {
+	if i < 0 || i >= len(f.Files) {
+		return nil, fmt.Errorf("datasets: index %d outside 0..%d", i, len(f.Files)-1)
+	}
 	path := f.Files[i]
 	src, h, w, err := DecodeRGB(path)
 	if err != nil {
 		return nil, err
 	}
 	oh, ow := ResizeShorter(h, w, f.Resize)
-	if oh <= 0 || ow <= 0 {
+	if oh <= 0 || ow <= 0 || int64(oh)*int64(ow) > maxImagePixels {
 		return nil, fmt.Errorf("datasets: %s: a %dx%d image cannot be resized to shorter side %d", path, w, h, f.Resize)
 	}
 	return resizeCrop(src, h, w, 3, oh, ow, CenterOffset(oh, f.Size), CenterOffset(ow, f.Size), f.Size, f.Size)
