@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -203,6 +204,11 @@ func writePNGFolder(t *testing.T, root string) {
 	writeFile(t, filepath.Join(root, "Cat", "exact.png"), rgb(256, 300, 30)) // shorter side already 256
 	writeFile(t, filepath.Join(root, "Cat", "sq.png"), rgb(257, 257, 30))    // centre offset 16.5
 	writeFile(t, filepath.Join(root, "Cat", "big.png"), rgb(803, 611, 30))   // 2.4× down
+	// Random sizes from 17 to 900 pixels a side, either orientation.
+	for k := range 16 {
+		w, h := 17+rng.IntN(884), 17+rng.IntN(884)
+		writeFile(t, filepath.Join(root, "rand", fmt.Sprintf("r%02d-%dx%d.png", k, w, h)), rgb(w, h, rng.IntN(60)))
+	}
 }
 
 // pixelDiff compares two equal-length byte arrays: mean and max |a − b|.
