@@ -37,9 +37,10 @@ var (
 	// constants torchvision's and the BRECQ authors' ImageNet models use.
 	ImageNetNorm = ChannelNorm{Mean: []float32{0.485, 0.456, 0.406}, Std: []float32{0.229, 0.224, 0.225}}
 	// CIFAR10Norm: mean (0.4914, 0.4822, 0.4465), std (0.2470, 0.2435,
-	// 0.2616), the per-channel mean and population standard deviation of the
-	// 50 000 CIFAR-10 training images (not the often-copied std 0.2023,
-	// 0.1994, 0.2010, which is a mean of per-image standard deviations).
+	// 0.2616), the widely quoted per-channel mean and standard deviation over
+	// all pixels of the 50 000 CIFAR-10 training images (not recomputed here:
+	// no CIFAR-10 copy on this machine). Some training code uses std (0.2023,
+	// 0.1994, 0.2010) instead; Options.Norm takes a checkpoint's own constants.
 	CIFAR10Norm = ChannelNorm{Mean: []float32{0.4914, 0.4822, 0.4465}, Std: []float32{0.2470, 0.2435, 0.2616}}
 )
 
