@@ -6,7 +6,8 @@
 # Idempotent: a second run changes nothing and takes a few seconds. Works on a
 # fresh Debian 12 machine as root with no network but Debian's packages and the
 # Go module proxy. Steps:
-#   1. apt: dataset-fashion-mnist and Debian's Jupyter (apt-get update only if
+#   1. apt: dataset-fashion-mnist, Debian's Jupyter and, for the cross-check
+#      tests only, python3-torch/torchvision/pil (apt-get update only if
 #      a package is missing; skipped with --no-apt, which only verifies).
 #   2. go mod download (the repo's module graph).
 #   3. the tools pinned in go.mod: gonb and goimports are built inside the repo
@@ -27,6 +28,8 @@ APT_PACKAGES=(
   dataset-fashion-mnist
   jupyter-core jupyter-client jupyter-nbconvert python3-nbconvert
   python3-nbclient python3-ipykernel jupyter-notebook python3-notebook
+  # test-only cross-checks against PyTorch / torchvision / PIL (never used by the product)
+  python3-torch python3-torchvision python3-pil
 )
 # Debian's Jupyter runs on Debian's python; a pyenv python3 earlier on PATH has
 # no Jupyter, so these are always called by absolute path.
