@@ -42,7 +42,7 @@ for arg in "$@"; do
     --no-apt) DO_APT=0 ;;
     --quiet) QUIET=1 ;;
     --check) CHECK=1 ;;
-    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "setup.sh: unknown argument '$arg' (use --no-apt, --quiet, --check)" >&2; exit 2 ;;
   esac
 done
