@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"flag"
 	"fmt"
 	"os"
 	"runtime"
@@ -18,10 +17,8 @@ import (
 	"github.com/brecq-go/brecq/brecq/fptrain"
 	"github.com/brecq-go/brecq/brecq/models"
 	"github.com/brecq-go/brecq/datasets"
-	"github.com/brecq-go/brecq/internal/runrec"
+	"github.com/brecq-go/brecq/internal/atomicfile"
 )
-
-func init() { extraCommands["bench"] = runBench }
 
 // Reference figures: the authors' PyTorch code (PyTorch 1.13 CPU, 2 threads)
 // on this machine, ResNet-20 on Fashion-MNIST, batch 32.
@@ -80,18 +77,7 @@ type BenchRun struct {
 }
 
 func runBench(args []string) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	ckpt := fs.String("model", defaultModel(), "FP safetensors checkpoint (the references are for the shipped ResNet-20)")
-	data := fs.String("data", "fashion-mnist", "data set: fashion-mnist or mnist")
-	depth := fs.Int("depth", 20, "ResNet depth (6n+2)")
-	width := fs.Int("width", 1, "channel width multiplier of the checkpoint")
-	iters := fs.Int("iters", 30, "weight-reconstruction iterations per unit to time")
-	actIters := fs.Int("act-iters", 30, "activation iterations per unit to time")
-	calib := fs.Int("calib", 1024, "calibration images")
-	full := fs.Bool("full", false, "also run a whole W2A4 calibration at 2000/500 iterations per unit (long)")
-	jsonOut := fs.String("json", "", "write the benchmark record (JSON) here")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: brecq bench [flags]
+	fs := newFlagSet("bench", `Usage: brecq bench [flags]
 
 Times BRECQ calibration of the shipped ResNet-20 on Fashion-MNIST (W2A4, block
 granularity, batch 32) with a few iterations per unit, and prints each figure
@@ -104,12 +90,14 @@ Examples:
   brecq bench
   brecq bench --iters 100 --act-iters 100 --json results/bench.json
   brecq bench --full
-
-Flags:
 `)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	nf := addNetFlags(fs, "FP safetensors checkpoint (the references are for the shipped ResNet-20)")
+	iters := fs.Int("iters", 30, "weight-reconstruction iterations per unit to time")
+	actIters := fs.Int("act-iters", 30, "activation iterations per unit to time")
+	calib := fs.Int("calib", 1024, "calibration images")
+	full := fs.Bool("full", false, "also run a whole W2A4 calibration at 2000/500 iterations per unit (long)")
+	jsonOut := fs.String("json", "", "write the benchmark record (JSON) here")
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *iters < 2 || *actIters < 2 {
@@ -118,12 +106,15 @@ Flags:
 	if *calib < 1 {
 		return fmt.Errorf("--calib %d: need at least one image", *calib)
 	}
+	if err := checkPaths([]namedPath{{"--json", *jsonOut}}, []namedPath{{"--model", *nf.model}}); err != nil {
+		return err
+	}
 	start := time.Now()
-	backend, ds, net, err := setup(*data, *depth, *width)
+	backend, ds, net, err := nf.setup(true)
 	if err != nil {
 		return err
 	}
-	params, _, err := models.LoadParams(*ckpt, net)
+	params, _, err := loadParams(*nf.model, net)
 	if err != nil {
 		return err
 	}
@@ -136,7 +127,7 @@ Flags:
 		return err
 	}
 	cpu, cores := cpuModel(), runtime.NumCPU()
-	rec := BenchRecord{Command: "bench " + strings.Join(args, " "), Checkpoint: *ckpt, Model: net.Name, Data: ds.Name,
+	rec := BenchRecord{Command: "bench " + strings.Join(args, " "), Checkpoint: *nf.model, Model: net.Name, Data: ds.Name,
 		Backend: engine.Name(), GoVersion: runtime.Version(), GOEXPERIMENT: engine.BuildExperiments(),
 		CPU: cpu, Cores: cores, Machine: machine(), Iters: *iters, ActIters: *actIters, Calib: *calib,
 		Reference: referenceProvider, Runs: map[string]BenchRun{}}
@@ -149,7 +140,7 @@ Flags:
 		rec.Rows = append(rec.Rows, r)
 	}
 	quant := func(key string, opt brecq.Options) (BenchRun, error) {
-		if err := opt.Validate(); err != nil { // (sets the granularity of AdaRound)
+		if err := opt.Validate(); err != nil {
 			return BenchRun{}, fmt.Errorf("%s: %w", key, err)
 		}
 		fmt.Printf("timing %s: %s %s, W%dA%d, loss %s, %d/%d iterations per unit ... ", key, opt.Method, opt.Granularity,
@@ -188,7 +179,7 @@ Flags:
 
 	// Layer granularity (AdaRound, W2A32).
 	lopt := benchOptions(2, 32, *iters, 0)
-	lopt.Method = brecq.MethodAdaRound
+	lopt.Method, lopt.Granularity = brecq.MethodAdaRound, brecq.Layer
 	layer, err := quant("layer-w2a32", lopt)
 	if err != nil {
 		return err
@@ -250,7 +241,7 @@ Flags:
 	fmt.Printf("(%s; backend %s; GOEXPERIMENT=%s; %d calibration images; %d/%d iterations per unit timed; wall %.0f s)\n",
 		cpu, engine.Name(), rec.GOEXPERIMENT, *calib, *iters, *actIters, rec.WallSeconds)
 	if *jsonOut != "" {
-		if err := runrec.WriteJSON(*jsonOut, rec); err != nil {
+		if err := atomicfile.WriteJSON(*jsonOut, rec); err != nil {
 			return err
 		}
 		fmt.Printf("wrote %s\n", *jsonOut)
