@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/gomlx/core/tensors"
+	benchmarks "github.com/janpfeifer/go-benchmarks"
+	"github.com/streadway/quantile"
 
 	"github.com/brecq-go/brecq/brecq"
 	"github.com/brecq-go/brecq/brecq/engine"
@@ -96,6 +97,7 @@ Examples:
 	actIters := fs.Int("act-iters", 30, "activation iterations per unit to time")
 	calib := fs.Int("calib", 1024, "calibration images")
 	full := fs.Bool("full", false, "also run a whole W2A4 calibration at 2000/500 iterations per unit (long)")
+	fpSeconds := fs.Float64("fp-seconds", 10, "time each FP measure (inference, train step) for this many seconds after a warm-up run")
 	jsonOut := fs.String("json", "", "write the benchmark record (JSON) here")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -105,6 +107,9 @@ Examples:
 	}
 	if *calib < 1 {
 		return fmt.Errorf("--calib %d: need at least one image", *calib)
+	}
+	if err := checkFloats(floatFlag{"fp-seconds", fpSeconds, positive}); err != nil {
+		return err
 	}
 	if err := checkPaths([]namedPath{{"--json", *jsonOut}}, []namedPath{{"--model", *nf.model}}); err != nil {
 		return err
@@ -217,14 +222,16 @@ Examples:
 	}
 
 	// FP network: inference images/s at batch 256, one SGD step at batch 128.
-	fmt.Printf("timing the FP network ... ")
-	ips, step, err := timeFP(backend, net, params, ds)
+	fmt.Printf("timing the FP network (%g s each):\n", *fpSeconds)
+	fwd, step, n256, err := timeFP(backend, net, params, ds, time.Duration(*fpSeconds*float64(time.Second)))
 	if err != nil {
 		return err
 	}
-	fmt.Printf("done (load %s)\n", loadAvg())
-	add(BenchRow{Measure: "FP inference, batch 256", Unit: "images/s", Here: ips})
-	add(BenchRow{Measure: "FP train step, batch 128", Unit: "s", Here: step, Reference: refTrainStep128S})
+	fmt.Printf("(load %s)\n", loadAvg())
+	add(BenchRow{Measure: "FP inference, batch 256", Unit: "images/s", Here: float64(n256) / fwd.Median.Seconds(),
+		Lo: float64(n256) / fwd.P90.Seconds(), Hi: float64(n256) / fwd.P10.Seconds()})
+	add(BenchRow{Measure: "FP train step, batch 128", Unit: "s", Here: step.Median.Seconds(), Lo: step.P10.Seconds(), Hi: step.P90.Seconds(),
+		Reference: refTrainStep128S})
 
 	if kb, ok := peakRSSKB(); ok {
 		rec.PeakRSSKB = kb
@@ -333,32 +340,91 @@ func splitImages(s *datasets.Split, norm datasets.Normalization, idx []int) (*te
 	return tensors.FromFlatDataAndDimensions(x, len(idx), 1, s.H, s.W), tensors.FromFlatDataAndDimensions(y, len(y)), nil
 }
 
-// timeFP times FP inference (images/s at batch 256 of test images) and one
-// SGD step at batch 128 of training images (smaller batches if a split is
-// smaller), each the median of 5 runs after a warm-up (compilation) run.
-func timeFP(backend compute.Backend, net *models.Net, params models.Params, ds *datasets.Dataset) (imagesPerSec, stepSec float64, err error) {
+// timeFP times FP inference at batch 256 of test images and one SGD step
+// at batch 128 of training images (smaller batches if a split is smaller),
+// each for about d after a warm-up (compilation) run, with go-benchmarks
+// (which prints its table: mean, median, 10th / 90th percentiles, count).
+// It returns both timings and the inference batch size.
+func timeFP(backend compute.Backend, net *models.Net, params models.Params, ds *datasets.Dataset, d time.Duration) (fwd, step timing, n256 int, err error) {
 	ev, err := fptrain.NewEvaluator(backend, net, params)
 	if err != nil {
-		return 0, 0, err
+		return fwd, step, 0, err
 	}
 	x256, _, err := splitImages(ds.Test, ds.Norm, seq(min(256, ds.Test.N)))
 	if err != nil {
-		return 0, 0, err
-	}
-	fwd, err := medianSeconds(5, func() error { _, err := ev.Logits(x256); return err })
-	if err != nil {
-		return 0, 0, err
+		return fwd, step, 0, err
 	}
 	tr, err := fptrain.NewTrainer(backend, net, params, fptrain.Options{Momentum: 0.9, WeightDecay: 5e-4})
 	if err != nil {
-		return 0, 0, err
+		return fwd, step, 0, err
 	}
 	x128, y128, err := splitImages(ds.Train, ds.Norm, seq(min(128, ds.Train.N)))
 	if err != nil {
-		return 0, 0, err
+		return fwd, step, 0, err
 	}
-	stepSec, err = medianSeconds(5, func() error { _, _, err := tr.Step(x128, y128, 0.01); return err })
-	return float64(x256.Shape().Dimensions[0]) / fwd, stepSec, err
+	ts, err := timeFuncs(d, []namedFunc{
+		{"FP inference, batch 256", func() error { _, err := ev.Logits(x256); return err }},
+		{"FP train step, batch 128", func() error { _, _, err := tr.Step(x128, y128, 0.01); return err }},
+	})
+	if err != nil {
+		return fwd, step, 0, err
+	}
+	return ts[0], ts[1], x256.Shape().Dimensions[0], nil
+}
+
+// namedFunc is a function to time.
+type namedFunc struct {
+	name string
+	fn   func() error
+}
+
+// timing is the distribution of a function's wall time.
+type timing struct {
+	Median, P10, P90 time.Duration
+	Count            int
+}
+
+// timeFuncs runs each function once to warm up, then repeatedly for about
+// d, with github.com/janpfeifer/go-benchmarks, which prints the table; the
+// returned median and percentiles come from the same quantile estimator
+// (github.com/streadway/quantile) over the timed runs. The first error of
+// a function stops its timing and is returned.
+func timeFuncs(d time.Duration, fns []namedFunc) ([]timing, error) {
+	type state struct {
+		est    *quantile.Estimator
+		warmed bool
+		err    error
+	}
+	states := make([]*state, len(fns))
+	named := make([]benchmarks.NamedFunction, len(fns))
+	for i, f := range fns {
+		st := &state{est: quantile.New(quantile.Known(0.5, 0.001), quantile.Known(0.1, 0.001), quantile.Known(0.9, 0.001))}
+		states[i] = st
+		named[i] = benchmarks.NamedFunction{Name: f.name, Func: func() {
+			if st.err != nil {
+				return
+			}
+			t0 := time.Now()
+			st.err = f.fn()
+			if st.warmed {
+				st.est.Add(float64(time.Since(t0)))
+			}
+			st.warmed = true
+		}}
+	}
+	benchmarks.New(named...).WithWarmUps(1).WithDuration(d).WithQuantiles(10, 90).Done()
+	out := make([]timing, len(fns))
+	for i, st := range states {
+		if st.err != nil {
+			return nil, fmt.Errorf("%s: %w", fns[i].name, st.err)
+		}
+		if st.est.Samples() == 0 {
+			return nil, fmt.Errorf("%s: no timed run in %v", fns[i].name, d)
+		}
+		out[i] = timing{Median: time.Duration(st.est.Get(0.5)), P10: time.Duration(st.est.Get(0.1)),
+			P90: time.Duration(st.est.Get(0.9)), Count: st.est.Samples()}
+	}
+	return out, nil
 }
 
 // seq is 0, 1, …, n−1.
@@ -368,24 +434,6 @@ func seq(n int) []int {
 		s[i] = i
 	}
 	return s
-}
-
-// medianSeconds runs fn once to warm up, then reps times, and returns the
-// median wall time.
-func medianSeconds(reps int, fn func() error) (float64, error) {
-	if err := fn(); err != nil {
-		return 0, err
-	}
-	t := make([]float64, reps)
-	for i := range t {
-		t0 := time.Now()
-		if err := fn(); err != nil {
-			return 0, err
-		}
-		t[i] = time.Since(t0).Seconds()
-	}
-	sort.Float64s(t)
-	return t[reps/2], nil
 }
 
 // printBenchTable prints the rows as a Markdown table.
