@@ -26,13 +26,16 @@ type EvalRecord struct {
 func runEval(args []string) error {
 	fs := newFlagSet("eval", `Usage: brecq eval [flags]
 
-Top-1 accuracy of a full-precision checkpoint on the 10 000 test images, and images/s.
+Top-1 accuracy of a checkpoint on the 10 000 test images, and images/s. The
+checkpoint is an FP state_dict or this tool's own quantized export
+(quantize/mixed --out): its dequantized, BN-folded weights are evaluated with
+activations in floating point (exactly the quantized network when --abits 32).
 
 Examples:
   brecq eval                                   # the shipped ResNet-20 on Fashion-MNIST
   brecq eval --model my.safetensors --json eval.json
 `)
-	nf := addNetFlags(fs, "safetensors checkpoint (PyTorch state_dict layout)")
+	nf := addNetFlags(fs, "safetensors checkpoint (PyTorch state_dict layout, or the quantized export of quantize/mixed --out)")
 	batch := fs.Int("batch", 500, "batch size")
 	jsonOut := fs.String("json", "", "write a JSON record of the evaluation here")
 	if err := parseFlags(fs, args); err != nil {
@@ -48,9 +51,12 @@ Examples:
 	if err != nil {
 		return err
 	}
-	p, _, err := loadParams(*nf.model, net)
+	p, note, err := loadForEval(*nf.model, net)
 	if err != nil {
 		return err
+	}
+	if note != "" {
+		fmt.Printf("%s: %s\n", *nf.model, note)
 	}
 	ev, err := fptrain.NewEvaluator(backend, net, p)
 	if err != nil {

@@ -388,3 +388,35 @@ func TestQDropFlags(t *testing.T) {
 		t.Errorf("stdout:\n%s", r.stdout)
 	}
 }
+
+// TestEvalReadsExport: eval reads the tool's own quantized export, and at
+// A32 (weights only) it reproduces the quantized top-1 that quantize
+// measured through its own evaluator.
+func TestEvalReadsExport(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"quantize", "--depth", "8", "--method", "nearest", "--wbits", "2", "--abits", "32", "--calib", "8", "--quiet",
+		"--model", ckpt, "--out", "q.safetensors", "--json", "q.json"}
+	expect(t, run(t, dir, args...), 0, args)
+	var rec struct {
+		QuantTop1 float64 `json:"quant_top1"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "q.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	args = []string{"eval", "--depth", "8", "--model", "q.safetensors"}
+	r := run(t, dir, args...)
+	expect(t, r, 0, args)
+	if !strings.Contains(r.stdout, "quantized export of quantize (method nearest, W2A32)") {
+		t.Errorf("eval does not say it read an export:\n%s", r.stdout)
+	}
+	if want := fmt.Sprintf("top-1 %.2f%%", rec.QuantTop1); !strings.Contains(r.stdout, want) {
+		t.Errorf("eval of the export: want %q (quantize's figure):\n%s", want, r.stdout)
+	}
+	// An export of another network is refused by name.
+	args = []string{"eval", "--depth", "14", "--model", "q.safetensors"}
+	expect(t, run(t, dir, args...), 1, args, "not a quantized export of resnet14")
+}
