@@ -157,8 +157,35 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// TestCommandTable: the usage lists every command of the table, in its
+// order, each with its summary.
+func TestCommandTable(t *testing.T) {
+	var b bytes.Buffer
+	printUsage(&b)
+	out := b.String()
+	last := -1
+	for _, c := range commands {
+		i := strings.Index(out, "  "+c.name+" ")
+		if i < 0 || !strings.Contains(out[i:], c.summary) {
+			t.Errorf("usage lacks %q with its summary:\n%s", c.name, out)
+			continue
+		}
+		if i < last {
+			t.Errorf("%q is out of the table's order", c.name)
+		}
+		last = i
+	}
+	if len(commands) != 6 {
+		t.Errorf("%d commands, want train eval quantize mixed report bench", len(commands))
+	}
+}
+
 func TestSubcommandHelp(t *testing.T) {
-	for _, c := range []string{"train", "eval", "quantize", "mixed", "report"} {
+	var names []string
+	for _, c := range commands {
+		names = append(names, c.name)
+	}
+	for _, c := range names {
 		for _, h := range []string{"--help", "-h"} {
 			r := run(t, "", c, h)
 			out := r.stdout + r.stderr
