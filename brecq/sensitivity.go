@@ -10,8 +10,8 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 
 	"github.com/brecq-go/brecq/brecq/models"
+	"github.com/brecq-go/brecq/internal/atomicfile"
 	"github.com/brecq-go/brecq/internal/progress"
-	"github.com/brecq-go/brecq/internal/runrec"
 )
 
 // SensitivityFile is the on-disk cache of a sensitivity measurement: the
@@ -29,7 +29,7 @@ type SensitivityFile struct {
 }
 
 // Save writes the file atomically (temporary file, then rename).
-func (s *SensitivityFile) Save(path string) error { return runrec.WriteJSON(path, s) }
+func (s *SensitivityFile) Save(path string) error { return atomicfile.WriteJSON(path, s) }
 
 // LoadSensitivityFile reads a sensitivity cache. When want is not nil, the
 // file must have been measured on the same checkpoint, model, data,

@@ -165,6 +165,14 @@ func readIDX(path string, want uint32) (dims []int, data []byte, err error) {
 	// CRC-32 and length trailer.
 	var extra [1]byte
 	if n, err := io.ReadFull(r, extra[:]); n > 0 {
+		if compressed {
+			// More data than the header claims: a damaged stream usually
+			// decodes to garbage of another length, and then fails its
+			// checksum. Read on (bounded) to tell the two apart.
+			if _, err := io.CopyN(io.Discard, r, maxIDXBytes); err != nil && err != io.EOF {
+				return nil, nil, fail("corrupt gzip data: %v", err)
+			}
+		}
 		return nil, nil, fail("trailing data: header says %s, file has more (after decompression)", what)
 	} else if err != io.EOF {
 		return nil, nil, fail("corrupt data at end of file: %v", err)

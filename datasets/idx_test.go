@@ -140,6 +140,30 @@ func TestReadErrors(t *testing.T) {
 			wantErr(t, err, append([]string{p}, c.parts...)...)
 		})
 	}
+	// A gzip stream damaged in the middle decodes to more bytes than the
+	// header claims: that is corruption, not trailing data.
+	big := append([]byte{0, 0, 8, 3, 0, 0, 0, 20, 0, 0, 0, 10, 0, 0, 0, 10}, make([]byte, 2000)...)
+	for i := 16; i < len(big); i++ {
+		big[i] = byte(i * 7 % 8)
+	}
+	damaged := 0
+	whole := gz(t, big)
+	for pos := 12; pos < len(whole)-8; pos += 3 {
+		c := slices.Clone(whole)
+		c[pos] ^= 0x55
+		p := write(t, dir, "damaged-idx3-ubyte", c)
+		_, _, _, _, err := ReadImages(p)
+		if err == nil {
+			continue
+		}
+		damaged++
+		if strings.Contains(err.Error(), "trailing data") {
+			t.Errorf("byte %d flipped: %v (want it reported as corrupt)", pos, err)
+		}
+	}
+	if damaged == 0 {
+		t.Error("no damaged stream was rejected")
+	}
 	_, _, _, _, err := ReadImages(filepath.Join(dir, "does-not-exist"))
 	wantErr(t, err, filepath.Join(dir, "does-not-exist"))
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# scripts/test.sh — the whole test suite: format, vet, Go tests, the notebook
-# runner's self-test and every notebook, headless.
+# scripts/test.sh — the whole test suite: format, vet, staticcheck (pinned as
+# a go.mod tool), Go tests, the notebook runner's self-test and every
+# notebook, headless.
 #
 #   bash scripts/test.sh            # CI budget (BRECQ_BUDGET=ci: reduced sizes)
 #   BRECQ_BUDGET=full bash scripts/test.sh
@@ -34,6 +35,7 @@ gofmt_clean() {
 
 part "gofmt" gofmt_clean
 part "go vet" go vet ./...
+part "staticcheck" go tool staticcheck ./...
 part "go test" go test -count=1 -timeout 20m ./...
 part "notebook runner self-test" bash scripts/test_notebook_runner.sh
 part "notebooks (BRECQ_BUDGET=$BRECQ_BUDGET)" /usr/bin/python3 scripts/run_notebooks.py --allow-empty

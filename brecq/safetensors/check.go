@@ -3,6 +3,7 @@ package safetensors
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -12,17 +13,52 @@ type CheckError struct {
 	// Problems holds one line per problem, each starting with the quoted
 	// tensor name, sorted.
 	Problems []string
+
+	// wrongDType maps a dtype to the problems (lines of Problems) of wanted
+	// tensors stored in that dtype instead of F32.
+	wrongDType map[string][]string
 }
 
 // Error returns a summary line followed by one indented line per problem.
+// Two or more wanted tensors stored in the same non-F32 dtype (a half
+// precision checkpoint) make one line that says to convert to F32; when
+// that is the only problem, the message is that one line.
 func (e *CheckError) Error() string {
+	lines := e.Problems
+	if len(e.wrongDType) > 0 {
+		grouped := map[string]bool{}
+		var head []string
+		for _, dtype := range slices.Sorted(maps.Keys(e.wrongDType)) {
+			ps := e.wrongDType[dtype]
+			if len(ps) < 2 {
+				continue
+			}
+			for _, p := range ps {
+				grouped[p] = true
+			}
+			first, _, _ := strings.Cut(ps[0], ":")
+			head = append(head, fmt.Sprintf("%d tensors (%s, …) are %s, want F32: convert the checkpoint to float32 first "+
+				"(PyTorch: save_file({k: v.float() for k, v in state_dict.items()}, path))", len(ps), first, dtype))
+		}
+		if len(head) > 0 {
+			for _, p := range e.Problems {
+				if !grouped[p] {
+					head = append(head, p)
+				}
+			}
+			lines = head
+			if len(lines) == 1 {
+				return "safetensors: " + lines[0]
+			}
+		}
+	}
 	var b strings.Builder
-	if len(e.Problems) == 1 {
+	if len(lines) == 1 {
 		b.WriteString("safetensors: 1 problem with the tensors:")
 	} else {
-		fmt.Fprintf(&b, "safetensors: %d problems with the tensors:", len(e.Problems))
+		fmt.Fprintf(&b, "safetensors: %d problems with the tensors:", len(lines))
 	}
-	for _, p := range e.Problems {
+	for _, p := range lines {
 		b.WriteString("\n\t")
 		b.WriteString(p)
 	}
@@ -53,9 +89,12 @@ func IgnoreSuffix(suffixes ...string) func(name string) bool {
 func CheckF32(tensors map[string]*Tensor, want map[string][]int, ignore func(name string) bool) error {
 	skip := func(name string) bool { return ignore != nil && ignore(name) }
 	var problems []string
-	add := func(name, format string, args ...any) {
-		problems = append(problems, fmt.Sprintf("%q: ", name)+fmt.Sprintf(format, args...))
+	add := func(name, format string, args ...any) string {
+		p := fmt.Sprintf("%q: ", name) + fmt.Sprintf(format, args...)
+		problems = append(problems, p)
+		return p
 	}
+	wrongDType := map[string][]string{}
 	for name, shape := range want {
 		if skip(name) {
 			continue
@@ -73,7 +112,7 @@ func CheckF32(tensors map[string]*Tensor, want map[string][]int, ignore func(nam
 			add(name, "shape %s, want %s", shapeString(t.Shape), shapeString(shape))
 		}
 		if dtype := cmp.Or(t.DType, F32); dtype != F32 {
-			add(name, "dtype %s, want F32", dtype)
+			wrongDType[dtype] = append(wrongDType[dtype], add(name, "dtype %s, want F32", dtype))
 		} else if n := t.NumElements(); len(t.F32) != n {
 			add(name, "has %d F32 values but its shape %s implies %d", len(t.F32), shapeString(t.Shape), n)
 		}
@@ -92,5 +131,8 @@ func CheckF32(tensors map[string]*Tensor, want map[string][]int, ignore func(nam
 		return nil
 	}
 	slices.Sort(problems)
-	return &CheckError{Problems: problems}
+	for _, ps := range wrongDType {
+		slices.Sort(ps)
+	}
+	return &CheckError{Problems: problems, wrongDType: wrongDType}
 }

@@ -92,3 +92,28 @@ func TestCheckF32AfterRead(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A half-precision checkpoint gets one line saying to convert it, not one
+// line per tensor; other problems are still listed.
+func TestCheckF32HalfPrecisionOneLine(t *testing.T) {
+	tensors := map[string]*Tensor{}
+	want := map[string][]int{}
+	for _, n := range []string{"a.weight", "b.weight", "c.weight"} {
+		tensors[n] = &Tensor{Name: n, DType: F16, Shape: []int{2}, Raw: make([]byte, 4)}
+		want[n] = []int{2}
+	}
+	err := CheckF32(tensors, want, nil)
+	var ce *CheckError
+	if !errors.As(err, &ce) || len(ce.Problems) != 3 {
+		t.Fatalf("err = %v, want a *CheckError with 3 problems", err)
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "\n") || !strings.Contains(msg, `3 tensors ("a.weight", …) are F16, want F32`) || !strings.Contains(msg, "convert") {
+		t.Errorf("message is not one line saying to convert:\n%s", msg)
+	}
+	want["d.bias"] = []int{1}
+	msg = CheckF32(tensors, want, nil).Error()
+	if lines := strings.Split(msg, "\n"); len(lines) != 3 || !strings.Contains(msg, `"d.bias": missing`) || !strings.Contains(lines[1], "3 tensors") {
+		t.Errorf("with another problem:\n%s", msg)
+	}
+}

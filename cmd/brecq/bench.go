@@ -2,26 +2,24 @@ package main
 
 import (
 	"bufio"
-	"flag"
 	"fmt"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/gomlx/core/tensors"
+	benchmarks "github.com/janpfeifer/go-benchmarks"
+	"github.com/streadway/quantile"
 
 	"github.com/brecq-go/brecq/brecq"
 	"github.com/brecq-go/brecq/brecq/engine"
 	"github.com/brecq-go/brecq/brecq/fptrain"
 	"github.com/brecq-go/brecq/brecq/models"
 	"github.com/brecq-go/brecq/datasets"
-	"github.com/brecq-go/brecq/internal/runrec"
+	"github.com/brecq-go/brecq/internal/atomicfile"
 )
-
-func init() { extraCommands["bench"] = runBench }
 
 // Reference figures: the authors' PyTorch code (PyTorch 1.13 CPU, 2 threads)
 // on this machine, ResNet-20 on Fashion-MNIST, batch 32.
@@ -80,18 +78,7 @@ type BenchRun struct {
 }
 
 func runBench(args []string) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	ckpt := fs.String("model", defaultModel(), "FP safetensors checkpoint (the references are for the shipped ResNet-20)")
-	data := fs.String("data", "fashion-mnist", "data set: fashion-mnist or mnist")
-	depth := fs.Int("depth", 20, "ResNet depth (6n+2)")
-	width := fs.Int("width", 1, "channel width multiplier of the checkpoint")
-	iters := fs.Int("iters", 30, "weight-reconstruction iterations per unit to time")
-	actIters := fs.Int("act-iters", 30, "activation iterations per unit to time")
-	calib := fs.Int("calib", 1024, "calibration images")
-	full := fs.Bool("full", false, "also run a whole W2A4 calibration at 2000/500 iterations per unit (long)")
-	jsonOut := fs.String("json", "", "write the benchmark record (JSON) here")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: brecq bench [flags]
+	fs := newFlagSet("bench", `Usage: brecq bench [flags]
 
 Times BRECQ calibration of the shipped ResNet-20 on Fashion-MNIST (W2A4, block
 granularity, batch 32) with a few iterations per unit, and prints each figure
@@ -104,12 +91,15 @@ Examples:
   brecq bench
   brecq bench --iters 100 --act-iters 100 --json results/bench.json
   brecq bench --full
-
-Flags:
 `)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	nf := addNetFlags(fs, "FP safetensors checkpoint (the references are for the shipped ResNet-20)")
+	iters := fs.Int("iters", 30, "weight-reconstruction iterations per unit to time")
+	actIters := fs.Int("act-iters", 30, "activation iterations per unit to time")
+	calib := fs.Int("calib", 1024, "calibration images")
+	full := fs.Bool("full", false, "also run a whole W2A4 calibration at 2000/500 iterations per unit (long)")
+	fpSeconds := fs.Float64("fp-seconds", 10, "time each FP measure (inference, train step) for this many seconds after a warm-up run")
+	jsonOut := fs.String("json", "", "write the benchmark record (JSON) here")
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *iters < 2 || *actIters < 2 {
@@ -118,12 +108,18 @@ Flags:
 	if *calib < 1 {
 		return fmt.Errorf("--calib %d: need at least one image", *calib)
 	}
+	if err := checkFloats(floatFlag{"fp-seconds", fpSeconds, positive}); err != nil {
+		return err
+	}
+	if err := checkPaths([]namedPath{{"--json", *jsonOut}}, []namedPath{{"--model", *nf.model}}); err != nil {
+		return err
+	}
 	start := time.Now()
-	backend, ds, net, err := setup(*data, *depth, *width)
+	backend, ds, net, err := nf.setup(true)
 	if err != nil {
 		return err
 	}
-	params, _, err := models.LoadParams(*ckpt, net)
+	params, _, err := loadParams(*nf.model, net)
 	if err != nil {
 		return err
 	}
@@ -136,7 +132,7 @@ Flags:
 		return err
 	}
 	cpu, cores := cpuModel(), runtime.NumCPU()
-	rec := BenchRecord{Command: "bench " + strings.Join(args, " "), Checkpoint: *ckpt, Model: net.Name, Data: ds.Name,
+	rec := BenchRecord{Command: "bench " + strings.Join(args, " "), Checkpoint: *nf.model, Model: net.Name, Data: ds.Name,
 		Backend: engine.Name(), GoVersion: runtime.Version(), GOEXPERIMENT: engine.BuildExperiments(),
 		CPU: cpu, Cores: cores, Machine: machine(), Iters: *iters, ActIters: *actIters, Calib: *calib,
 		Reference: referenceProvider, Runs: map[string]BenchRun{}}
@@ -149,7 +145,7 @@ Flags:
 		rec.Rows = append(rec.Rows, r)
 	}
 	quant := func(key string, opt brecq.Options) (BenchRun, error) {
-		if err := opt.Validate(); err != nil { // (sets the granularity of AdaRound)
+		if err := opt.Validate(); err != nil {
 			return BenchRun{}, fmt.Errorf("%s: %w", key, err)
 		}
 		fmt.Printf("timing %s: %s %s, W%dA%d, loss %s, %d/%d iterations per unit ... ", key, opt.Method, opt.Granularity,
@@ -188,7 +184,7 @@ Flags:
 
 	// Layer granularity (AdaRound, W2A32).
 	lopt := benchOptions(2, 32, *iters, 0)
-	lopt.Method = brecq.MethodAdaRound
+	lopt.Method, lopt.Granularity = brecq.MethodAdaRound, brecq.Layer
 	layer, err := quant("layer-w2a32", lopt)
 	if err != nil {
 		return err
@@ -226,14 +222,16 @@ Flags:
 	}
 
 	// FP network: inference images/s at batch 256, one SGD step at batch 128.
-	fmt.Printf("timing the FP network ... ")
-	ips, step, err := timeFP(backend, net, params, ds)
+	fmt.Printf("timing the FP network (%g s each):\n", *fpSeconds)
+	fwd, step, n256, err := timeFP(backend, net, params, ds, time.Duration(*fpSeconds*float64(time.Second)))
 	if err != nil {
 		return err
 	}
-	fmt.Printf("done (load %s)\n", loadAvg())
-	add(BenchRow{Measure: "FP inference, batch 256", Unit: "images/s", Here: ips})
-	add(BenchRow{Measure: "FP train step, batch 128", Unit: "s", Here: step, Reference: refTrainStep128S})
+	fmt.Printf("(load %s)\n", loadAvg())
+	add(BenchRow{Measure: "FP inference, batch 256", Unit: "images/s", Here: float64(n256) / fwd.Median.Seconds(),
+		Lo: float64(n256) / fwd.P90.Seconds(), Hi: float64(n256) / fwd.P10.Seconds()})
+	add(BenchRow{Measure: "FP train step, batch 128", Unit: "s", Here: step.Median.Seconds(), Lo: step.P10.Seconds(), Hi: step.P90.Seconds(),
+		Reference: refTrainStep128S})
 
 	if kb, ok := peakRSSKB(); ok {
 		rec.PeakRSSKB = kb
@@ -250,7 +248,7 @@ Flags:
 	fmt.Printf("(%s; backend %s; GOEXPERIMENT=%s; %d calibration images; %d/%d iterations per unit timed; wall %.0f s)\n",
 		cpu, engine.Name(), rec.GOEXPERIMENT, *calib, *iters, *actIters, rec.WallSeconds)
 	if *jsonOut != "" {
-		if err := runrec.WriteJSON(*jsonOut, rec); err != nil {
+		if err := atomicfile.WriteJSON(*jsonOut, rec); err != nil {
 			return err
 		}
 		fmt.Printf("wrote %s\n", *jsonOut)
@@ -342,32 +340,91 @@ func splitImages(s *datasets.Split, norm datasets.Normalization, idx []int) (*te
 	return tensors.FromFlatDataAndDimensions(x, len(idx), 1, s.H, s.W), tensors.FromFlatDataAndDimensions(y, len(y)), nil
 }
 
-// timeFP times FP inference (images/s at batch 256 of test images) and one
-// SGD step at batch 128 of training images (smaller batches if a split is
-// smaller), each the median of 5 runs after a warm-up (compilation) run.
-func timeFP(backend compute.Backend, net *models.Net, params models.Params, ds *datasets.Dataset) (imagesPerSec, stepSec float64, err error) {
+// timeFP times FP inference at batch 256 of test images and one SGD step
+// at batch 128 of training images (smaller batches if a split is smaller),
+// each for about d after a warm-up (compilation) run, with go-benchmarks
+// (which prints its table: mean, median, 10th / 90th percentiles, count).
+// It returns both timings and the inference batch size.
+func timeFP(backend compute.Backend, net *models.Net, params models.Params, ds *datasets.Dataset, d time.Duration) (fwd, step timing, n256 int, err error) {
 	ev, err := fptrain.NewEvaluator(backend, net, params)
 	if err != nil {
-		return 0, 0, err
+		return fwd, step, 0, err
 	}
 	x256, _, err := splitImages(ds.Test, ds.Norm, seq(min(256, ds.Test.N)))
 	if err != nil {
-		return 0, 0, err
-	}
-	fwd, err := medianSeconds(5, func() error { _, err := ev.Logits(x256); return err })
-	if err != nil {
-		return 0, 0, err
+		return fwd, step, 0, err
 	}
 	tr, err := fptrain.NewTrainer(backend, net, params, fptrain.Options{Momentum: 0.9, WeightDecay: 5e-4})
 	if err != nil {
-		return 0, 0, err
+		return fwd, step, 0, err
 	}
 	x128, y128, err := splitImages(ds.Train, ds.Norm, seq(min(128, ds.Train.N)))
 	if err != nil {
-		return 0, 0, err
+		return fwd, step, 0, err
 	}
-	stepSec, err = medianSeconds(5, func() error { _, _, err := tr.Step(x128, y128, 0.01); return err })
-	return float64(x256.Shape().Dimensions[0]) / fwd, stepSec, err
+	ts, err := timeFuncs(d, []namedFunc{
+		{"FP inference, batch 256", func() error { _, err := ev.Logits(x256); return err }},
+		{"FP train step, batch 128", func() error { _, _, err := tr.Step(x128, y128, 0.01); return err }},
+	})
+	if err != nil {
+		return fwd, step, 0, err
+	}
+	return ts[0], ts[1], x256.Shape().Dimensions[0], nil
+}
+
+// namedFunc is a function to time.
+type namedFunc struct {
+	name string
+	fn   func() error
+}
+
+// timing is the distribution of a function's wall time.
+type timing struct {
+	Median, P10, P90 time.Duration
+	Count            int
+}
+
+// timeFuncs runs each function once to warm up, then repeatedly for about
+// d, with github.com/janpfeifer/go-benchmarks, which prints the table; the
+// returned median and percentiles come from the same quantile estimator
+// (github.com/streadway/quantile) over the timed runs. The first error of
+// a function stops its timing and is returned.
+func timeFuncs(d time.Duration, fns []namedFunc) ([]timing, error) {
+	type state struct {
+		est    *quantile.Estimator
+		warmed bool
+		err    error
+	}
+	states := make([]*state, len(fns))
+	named := make([]benchmarks.NamedFunction, len(fns))
+	for i, f := range fns {
+		st := &state{est: quantile.New(quantile.Known(0.5, 0.001), quantile.Known(0.1, 0.001), quantile.Known(0.9, 0.001))}
+		states[i] = st
+		named[i] = benchmarks.NamedFunction{Name: f.name, Func: func() {
+			if st.err != nil {
+				return
+			}
+			t0 := time.Now()
+			st.err = f.fn()
+			if st.warmed {
+				st.est.Add(float64(time.Since(t0)))
+			}
+			st.warmed = true
+		}}
+	}
+	benchmarks.New(named...).WithWarmUps(1).WithDuration(d).WithQuantiles(10, 90).Done()
+	out := make([]timing, len(fns))
+	for i, st := range states {
+		if st.err != nil {
+			return nil, fmt.Errorf("%s: %w", fns[i].name, st.err)
+		}
+		if st.est.Samples() == 0 {
+			return nil, fmt.Errorf("%s: no timed run in %v", fns[i].name, d)
+		}
+		out[i] = timing{Median: time.Duration(st.est.Get(0.5)), P10: time.Duration(st.est.Get(0.1)),
+			P90: time.Duration(st.est.Get(0.9)), Count: st.est.Samples()}
+	}
+	return out, nil
 }
 
 // seq is 0, 1, …, n−1.
@@ -377,24 +434,6 @@ func seq(n int) []int {
 		s[i] = i
 	}
 	return s
-}
-
-// medianSeconds runs fn once to warm up, then reps times, and returns the
-// median wall time.
-func medianSeconds(reps int, fn func() error) (float64, error) {
-	if err := fn(); err != nil {
-		return 0, err
-	}
-	t := make([]float64, reps)
-	for i := range t {
-		t0 := time.Now()
-		if err := fn(); err != nil {
-			return 0, err
-		}
-		t[i] = time.Since(t0).Seconds()
-	}
-	sort.Float64s(t)
-	return t[reps/2], nil
 }
 
 // printBenchTable prints the rows as a Markdown table.

@@ -15,13 +15,14 @@ import (
 func TestBenchRuns(t *testing.T) {
 	dir := t.TempDir()
 	args := []string{"bench", "--model", ckpt, "--depth", "8", "--iters", "2", "--act-iters", "2", "--calib", "16",
-		"--json", "bench.json"}
+		"--fp-seconds", "0.3", "--json", "bench.json"}
 	r := run(t, dir, args...)
 	expect(t, r, 0, args)
 	for _, want := range []string{"| measure | here | reference | ratio | load avg |",
 		"weight iteration, mean of the 4 units' medians", "| 3.30 ms |", "activation iteration, stage-2 block layer2.0",
 		"layer-wise weight iteration", "Fisher (gradient) pass", "2000/500 iterations per unit", "extrapolated",
-		"FP train step, batch 128", "recorded reference is used", "not resnet8 on"} {
+		"FP train step, batch 128", "recorded reference is used", "not resnet8 on",
+		"Benchmarks:", "Median", "10%-tile", "90%-tile"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, r.stdout)
 		}
@@ -45,8 +46,15 @@ func TestBenchRuns(t *testing.T) {
 			t.Errorf("row %+v: figure not positive or ratio without reference", row)
 		}
 	}
+	for _, row := range rec.Rows {
+		if strings.HasPrefix(row.Measure, "FP ") && !(row.Lo > 0 && row.Lo <= row.Here && row.Here <= row.Hi) {
+			t.Errorf("FP row %+v: want 0 < p10 <= median <= p90", row)
+		}
+	}
 	args = []string{"bench", "--iters", "1"}
 	expect(t, run(t, "", args...), 1, args, "--iters 1")
+	args = []string{"bench", "--fp-seconds", "0"}
+	expect(t, run(t, "", args...), 1, args, "--fp-seconds 0", "(0, ∞)")
 }
 
 func TestExtrapolate(t *testing.T) {

@@ -1,19 +1,13 @@
 package main
 
 import (
-	"encoding/json"
-	"flag"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/brecq-go/brecq/brecq/engine"
 	"github.com/brecq-go/brecq/brecq/fptrain"
-	"github.com/brecq-go/brecq/brecq/models"
-	"github.com/brecq-go/brecq/internal/runrec"
+	"github.com/brecq-go/brecq/internal/atomicfile"
 )
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // EvalRecord is the JSON record of an evaluation.
 type EvalRecord struct {
@@ -30,36 +24,39 @@ type EvalRecord struct {
 }
 
 func runEval(args []string) error {
-	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
-	ckpt := fs.String("model", defaultModel(), "safetensors checkpoint (PyTorch state_dict layout)")
-	data := fs.String("data", "fashion-mnist", "data set: fashion-mnist or mnist")
-	depth := fs.Int("depth", 20, "ResNet depth (6n+2)")
-	width := fs.Int("width", 1, "channel width multiplier")
-	batch := fs.Int("batch", 500, "batch size")
-	jsonOut := fs.String("json", "", "write a JSON record of the evaluation here")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: brecq eval [flags]
+	fs := newFlagSet("eval", `Usage: brecq eval [flags]
 
-Top-1 accuracy of a full-precision checkpoint on the 10 000 test images, and images/s.
+Top-1 accuracy of a checkpoint on the 10 000 test images, and images/s. The
+checkpoint is an FP state_dict or this tool's own quantized export
+(quantize/mixed --out): its dequantized, BN-folded weights are evaluated with
+activations in floating point (exactly the quantized network when --abits 32).
 
 Examples:
   brecq eval                                   # the shipped ResNet-20 on Fashion-MNIST
   brecq eval --model my.safetensors --json eval.json
-
-Flags:
 `)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	nf := addNetFlags(fs, "safetensors checkpoint (PyTorch state_dict layout, or the quantized export of quantize/mixed --out)")
+	batch := fs.Int("batch", 500, "batch size")
+	jsonOut := fs.String("json", "", "write a JSON record of the evaluation here")
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	backend, ds, net, err := setup(*data, *depth, *width)
+	if err := checkInts(intFlag{"batch", batch, 1}); err != nil {
+		return err
+	}
+	if err := checkPaths([]namedPath{{"--json", *jsonOut}}, []namedPath{{"--model", *nf.model}}); err != nil {
+		return err
+	}
+	backend, ds, net, err := nf.setup(false)
 	if err != nil {
 		return err
 	}
-	p, _, err := models.LoadParams(*ckpt, net)
+	p, note, err := loadForEval(*nf.model, net)
 	if err != nil {
 		return err
+	}
+	if note != "" {
+		fmt.Printf("%s: %s\n", *nf.model, note)
 	}
 	ev, err := fptrain.NewEvaluator(backend, net, p)
 	if err != nil {
@@ -80,21 +77,10 @@ Flags:
 		return err
 	}
 	ips := float64(ds.Test.N) / time.Since(t0).Seconds()
-	fmt.Printf("%s on %s test (%d images): top-1 %.2f%%, %.0f images/s (batch %d)\n", *ckpt, ds.Name, ds.Test.N, acc, ips, *batch)
+	fmt.Printf("%s on %s test (%d images): top-1 %.2f%%, %.0f images/s (batch %d)\n", *nf.model, ds.Name, ds.Test.N, acc, ips, *batch)
 	if *jsonOut != "" {
-		return runrec.WriteJSON(*jsonOut, EvalRecord{Command: "eval", Checkpoint: *ckpt, Model: net.Name, Data: ds.Name,
+		return atomicfile.WriteJSON(*jsonOut, EvalRecord{Command: "eval", Checkpoint: *nf.model, Model: net.Name, Data: ds.Name,
 			Backend: engine.Name(), Images: ds.Test.N, Batch: *batch, Top1: acc, ImagesPerSec: ips, Machine: machine()})
 	}
 	return nil
-}
-
-// defaultModel is the shipped checkpoint, found relative to the working
-// directory or the module root.
-func defaultModel() string {
-	for _, p := range []string{"models/resnet20-fmnist.safetensors", "../models/resnet20-fmnist.safetensors", "../../models/resnet20-fmnist.safetensors"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return "models/resnet20-fmnist.safetensors"
 }

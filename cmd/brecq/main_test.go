@@ -66,11 +66,16 @@ func TestMain(m *testing.M) {
 // writeFakeData writes the four IDX files of a tiny data set: 48 training
 // and 20 test images of 12x12 random pixels, labels i mod 10.
 func writeFakeData(dir string) (string, error) {
+	return writeFakeDataN(dir, [4]int{48, 48, 20, 20})
+}
+
+// writeFakeDataN writes the four IDX files with n[i] items each.
+func writeFakeDataN(dir string, counts [4]int) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
 	r := rand.New(rand.NewPCG(1, 2))
-	for i, n := range []int{48, 48, 20, 20} {
+	for i, n := range counts {
 		var b bytes.Buffer
 		if i%2 == 0 {
 			binary.Write(&b, binary.BigEndian, []uint32{datasets.MagicImages, uint32(n), imgSize, imgSize})
@@ -99,12 +104,18 @@ type result struct {
 // fake data set with the Go backend.
 func run(t *testing.T, dir string, args ...string) result {
 	t.Helper()
+	return runData(t, dir, dataDir, args...)
+}
+
+// runData is run on the data set in data.
+func runData(t *testing.T, dir, data string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(brecqBin, args...)
 	if dir == "" {
 		dir = t.TempDir()
 	}
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), datasets.EnvDataDir+"="+dataDir, "GOMLX_BACKEND=go")
+	cmd.Env = append(os.Environ(), datasets.EnvDataDir+"="+data, "GOMLX_BACKEND=go")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -146,8 +157,35 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// TestCommandTable: the usage lists every command of the table, in its
+// order, each with its summary.
+func TestCommandTable(t *testing.T) {
+	var b bytes.Buffer
+	printUsage(&b)
+	out := b.String()
+	last := -1
+	for _, c := range commands {
+		i := strings.Index(out, "  "+c.name+" ")
+		if i < 0 || !strings.Contains(out[i:], c.summary) {
+			t.Errorf("usage lacks %q with its summary:\n%s", c.name, out)
+			continue
+		}
+		if i < last {
+			t.Errorf("%q is out of the table's order", c.name)
+		}
+		last = i
+	}
+	if len(commands) != 6 {
+		t.Errorf("%d commands, want train eval quantize mixed report bench", len(commands))
+	}
+}
+
 func TestSubcommandHelp(t *testing.T) {
-	for _, c := range []string{"train", "eval", "quantize", "mixed", "report"} {
+	var names []string
+	for _, c := range commands {
+		names = append(names, c.name)
+	}
+	for _, c := range names {
 		for _, h := range []string{"--help", "-h"} {
 			r := run(t, "", c, h)
 			out := r.stdout + r.stderr
@@ -175,7 +213,6 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"train", "--lr", "-1"}, []string{"--lr"}},
 		{[]string{"eval", "--depth", "9"}, []string{"depth 9"}},
 		{[]string{"eval", "--data", "cifar"}, []string{"cifar"}},
-		{[]string{"eval", "--no-such-flag"}, []string{"no-such-flag"}},
 	} {
 		expect(t, run(t, "", c.args...), 1, c.args, c.want...)
 	}
@@ -377,4 +414,36 @@ func TestQDropFlags(t *testing.T) {
 	if !strings.Contains(r.stdout, "QDrop (block, mse, p=0.5) W2A4") {
 		t.Errorf("stdout:\n%s", r.stdout)
 	}
+}
+
+// TestEvalReadsExport: eval reads the tool's own quantized export, and at
+// A32 (weights only) it reproduces the quantized top-1 that quantize
+// measured through its own evaluator.
+func TestEvalReadsExport(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"quantize", "--depth", "8", "--method", "nearest", "--wbits", "2", "--abits", "32", "--calib", "8", "--quiet",
+		"--model", ckpt, "--out", "q.safetensors", "--json", "q.json"}
+	expect(t, run(t, dir, args...), 0, args)
+	var rec struct {
+		QuantTop1 float64 `json:"quant_top1"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "q.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	args = []string{"eval", "--depth", "8", "--model", "q.safetensors"}
+	r := run(t, dir, args...)
+	expect(t, r, 0, args)
+	if !strings.Contains(r.stdout, "quantized export of quantize (method nearest, W2A32)") {
+		t.Errorf("eval does not say it read an export:\n%s", r.stdout)
+	}
+	if want := fmt.Sprintf("top-1 %.2f%%", rec.QuantTop1); !strings.Contains(r.stdout, want) {
+		t.Errorf("eval of the export: want %q (quantize's figure):\n%s", want, r.stdout)
+	}
+	// An export of another network is refused by name.
+	args = []string{"eval", "--depth", "14", "--model", "q.safetensors"}
+	expect(t, run(t, dir, args...), 1, args, "not a quantized export of resnet14")
 }

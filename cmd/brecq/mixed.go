@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"os"
 	"sort"
@@ -11,10 +10,8 @@ import (
 
 	"github.com/brecq-go/brecq/brecq"
 	"github.com/brecq-go/brecq/brecq/runrecord"
-	"github.com/brecq-go/brecq/internal/runrec"
+	"github.com/brecq-go/brecq/internal/atomicfile"
 )
-
-func init() { extraCommands["mixed"] = runMixed }
 
 // parseBudget reads --budget: average bits per searched weight ("3",
 // "2.5") or a size of the searched weights in bytes ("20000B", "20kB",
@@ -66,19 +63,7 @@ func parseCandidates(s string) ([]int, error) {
 }
 
 func runMixed(args []string) error {
-	fs := flag.NewFlagSet("mixed", flag.ContinueOnError)
-	f := addQuantFlags(fs)
-	budget := fs.String("budget", "3", "model-size budget of the searched layers: average bits per weight (e.g. 2.5, 3) or bytes (e.g. 40kB)")
-	cands := fs.String("candidates", "2,4,8", "candidate weight bit-widths, comma-separated")
-	sensImages := fs.Int("sens-images", 256, "calibration images the sensitivity is averaged over")
-	sensPath := fs.String("sens", "", "sensitivity cache (JSON): read when it exists, else measured and written there")
-	bitops := fs.Float64("max-bitops", 0, "optional BitOPs budget Σ MACs·wbits·abits per image over the searched layers (0 = none)")
-	pop := fs.Int("ga-population", 50, "genetic search: population")
-	gens := fs.Int("ga-generations", 200, "genetic search: generations")
-	assign := fs.String("assign", "", "write the chosen per-layer bit-widths (JSON) here")
-	searchOnly := fs.Bool("search-only", false, "stop after the search (no reconstruction)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: brecq mixed [flags]
+	fs := newFlagSet("mixed", `Usage: brecq mixed [flags]
 
 Mixed-precision BRECQ (paper §3.4): measures every residual block's
 Fisher-weighted output error for every combination of candidate bit-widths
@@ -92,12 +77,23 @@ Examples:
   brecq mixed --budget 3 --abits 32 --iters 300 --sens results/sens.json
   brecq mixed --budget 2.5 --abits 4 --candidates 2,3,4 --assign bits.json
   brecq mixed --budget 30kB --search-only --sens results/sens.json
-
-Flags:
 `)
-		fs.PrintDefaults()
+	f := addQuantFlags(fs)
+	budget := fs.String("budget", "3", "model-size budget of the searched layers: average bits per weight (e.g. 2.5, 3) or bytes (e.g. 40kB)")
+	cands := fs.String("candidates", "2,4,8", "candidate weight bit-widths, comma-separated")
+	sensImages := fs.Int("sens-images", 256, "calibration images the sensitivity is averaged over")
+	sensPath := fs.String("sens", "", "sensitivity cache (JSON): read when it exists, else measured and written there")
+	bitops := fs.Float64("max-bitops", 0, "optional BitOPs budget Σ MACs·wbits·abits per image over the searched layers (0 = none)")
+	pop := fs.Int("ga-population", 50, "genetic search: population")
+	gens := fs.Int("ga-generations", 200, "genetic search: generations")
+	assign := fs.String("assign", "", "write the chosen per-layer bit-widths (JSON) here")
+	searchOnly := fs.Bool("search-only", false, "stop after the search (no reconstruction)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	if err := fs.Parse(args); err != nil {
+	// The budget's syntax is checked before any work (its value in bits
+	// needs the searched layers' size, known after loading).
+	if _, err := parseBudget(*budget, 1); err != nil {
 		return err
 	}
 	candidates, err := parseCandidates(*cands)
@@ -116,14 +112,28 @@ Flags:
 	if *pop < 2 || *gens < 1 {
 		return fmt.Errorf("--ga-population %d / --ga-generations %d: need at least 2 and 1", *pop, *gens)
 	}
-	if *bitops < 0 {
-		return fmt.Errorf("--max-bitops %g is negative", *bitops)
+	if err := checkFloats(floatFlag{"max-bitops", bitops, nonNegative}); err != nil {
+		return err
+	}
+	// The sensitivity cache is an input when it exists, else an output.
+	sensOut, sensIn := []namedPath{{"--assign", *assign}}, []namedPath(nil)
+	if _, err := os.Stat(*sensPath); *sensPath != "" && errIsNotExist(err) {
+		sensOut = append(sensOut, namedPath{"--sens", *sensPath})
+	} else {
+		sensIn = append(sensIn, namedPath{"--sens", *sensPath})
+	}
+	if *searchOnly {
+		if err := checkPaths(sensOut, append(sensIn, namedPath{"--model", *f.model})); err != nil {
+			return err
+		}
+	} else if err := f.paths(sensOut, sensIn); err != nil {
+		return err
 	}
 	e, err := f.load()
 	if err != nil {
 		return err
 	}
-	want := brecq.SensitivityFile{Checkpoint: *f.ckpt, Model: e.net.Name, Data: e.ds.Name, Calib: *f.calib, CalibSeed: *f.seed,
+	want := brecq.SensitivityFile{Checkpoint: *f.model, Model: e.net.Name, Data: e.ds.Name, Calib: *f.calib, CalibSeed: *f.seed,
 		Options: brecq.SensitivityOptions{Candidates: candidates, Images: min(*sensImages, *f.calib)}}
 	var sf *brecq.SensitivityFile
 	if *sensPath != "" {
@@ -202,13 +212,21 @@ Flags:
 		opt.LayerBits[l.Name] = res.Bits[i]
 		fmt.Printf("| %s | %d | %d |\n", l.Name, l.Params, res.Bits[i])
 	}
+	// --assign is written with --out and --json at the end.
+	outs := &atomicfile.Batch{}
+	defer outs.Discard()
 	if *assign != "" {
-		if err := runrec.WriteJSON(*assign, mix); err != nil {
+		if err := outs.AddJSON(*assign, mix); err != nil {
 			return err
 		}
-		fmt.Printf("wrote %s\n", *assign)
 	}
 	if *searchOnly {
+		if err := outs.Commit(); err != nil {
+			return err
+		}
+		if *assign != "" {
+			fmt.Printf("wrote %s\n", *assign)
+		}
 		return nil
 	}
 	rec := f.record("mixed", args, e, opt)
@@ -220,5 +238,5 @@ Flags:
 		return err
 	}
 	label := fmt.Sprintf("mixed %s (%s, %s) W%.2fA%d", opt.Method, opt.Granularity, opt.Loss, mix.AvgBits, opt.ABits)
-	return f.runAndReport(e, q, &rec, label)
+	return f.runAndReport(e, q, &rec, label, outs, *assign)
 }

@@ -16,10 +16,8 @@ import (
 	"github.com/brecq-go/brecq/brecq/models"
 	"github.com/brecq-go/brecq/brecq/runrecord"
 	"github.com/brecq-go/brecq/datasets"
-	"github.com/brecq-go/brecq/internal/runrec"
+	"github.com/brecq-go/brecq/internal/atomicfile"
 )
-
-func init() { extraCommands["quantize"] = runQuantize }
 
 // QuantRecord is the JSON record of a quantization run.
 type QuantRecord = runrecord.Quant
@@ -27,8 +25,9 @@ type QuantRecord = runrecord.Quant
 // quantFlags are the flags quantize and mixed share: the checkpoint, the
 // data, the calibration sample and every option of the reconstruction.
 type quantFlags struct {
-	ckpt, data, method, gran, loss, out, jsonOut, cacheDir   *string
-	depth, width, wbits, abits, iters, actIters, calib       *int
+	*netFlags
+	method, gran, loss, out, jsonOut, cacheDir               *string
+	wbits, abits, iters, actIters, calib                     *int
 	batch, firstLast, clsIn, stemOut                         *int
 	seed                                                     *uint64
 	lambda, wlr, alr, fisherMix, dropProb, qdropLR, maxCache *float64
@@ -37,13 +36,10 @@ type quantFlags struct {
 
 func addQuantFlags(fs *flag.FlagSet) *quantFlags {
 	return &quantFlags{
-		ckpt:         fs.String("model", defaultModel(), "FP safetensors checkpoint (PyTorch state_dict layout)"),
-		data:         fs.String("data", "fashion-mnist", "data set: fashion-mnist or mnist"),
-		depth:        fs.Int("depth", 20, "ResNet depth (6n+2)"),
-		width:        fs.Int("width", 1, "channel width multiplier of the checkpoint"),
+		netFlags:     addNetFlags(fs, "FP safetensors checkpoint (PyTorch state_dict layout)"),
 		method:       fs.String("method", "brecq", "nearest | adaround (layer-wise, MSE) | brecq | qdrop (BRECQ + activation dropping, needs --abits < 32)"),
 		wbits:        fs.Int("wbits", 4, "weight bits (2..8); the stem and classifier use --first-last-bits"),
-		abits:        fs.Int("abits", 32, "activation bits (2..8; 32 = unquantized)"),
+		abits:        fs.Int("abits", 32, "activation bits (2..8, or 32 = unquantized)"),
 		gran:         fs.String("granularity", "block", "reconstruction unit: layer | block | stage | net"),
 		loss:         fs.String("loss", "mse", "reconstruction loss: mse | fisher"),
 		iters:        fs.Int("iters", 20000, "weight-reconstruction iterations per unit (paper: 20000)"),
@@ -70,8 +66,62 @@ func addQuantFlags(fs *flag.FlagSet) *quantFlags {
 	}
 }
 
+// check validates the flags' integer values: bit-widths and counts, naming
+// the flag and what is allowed.
+func (f *quantFlags) check() error {
+	if err := checkBits("wbits", "weight bits", *f.wbits, false, false); err != nil {
+		return err
+	}
+	if err := checkBits("abits", "activation bits", *f.abits, true, false); err != nil {
+		return err
+	}
+	if err := checkBits("first-last-bits", "first/last layer bits", *f.firstLast, false, false); err != nil {
+		return err
+	}
+	if err := checkBits("classifier-input-bits", "classifier input bits", *f.clsIn, false, true); err != nil {
+		return err
+	}
+	if err := checkBits("stem-output-bits", "stem output bits", *f.stemOut, false, true); err != nil {
+		return err
+	}
+	if err := checkInts(intFlag{"calib", f.calib, 1}, intFlag{"batch", f.batch, 1}, intFlag{"act-iters", f.actIters, 0}); err != nil {
+		return err
+	}
+	if *f.method != string(brecq.MethodNearest) {
+		if err := checkInts(intFlag{"iters", f.iters, 1}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkFloats validates every float flag's range (after the options'
+// own validation, whose messages name the concept).
+func (f *quantFlags) checkFloats() error {
+	return checkFloats(
+		floatFlag{"lambda", f.lambda, nonNegative},
+		floatFlag{"lr", f.wlr, positive},
+		floatFlag{"act-lr", f.alr, positive},
+		floatFlag{"fisher-mix", f.fisherMix, unit},
+		floatFlag{"drop-prob", f.dropProb, unitOpenLo},
+		floatFlag{"qdrop-act-lr", f.qdropLR, positive},
+		floatFlag{"max-cache-mb", f.maxCache, nonNegative},
+	)
+}
+
+// paths validates the output paths against each other and the inputs
+// before any work (see checkPaths); extra are more outputs and inputs of
+// the command.
+func (f *quantFlags) paths(extraOut, extraIn []namedPath) error {
+	return checkPaths(append([]namedPath{{"--out", *f.out}, {"--json", *f.jsonOut}}, extraOut...),
+		append([]namedPath{{"--model", *f.model}}, extraIn...))
+}
+
 // options builds and validates the run's options from the flags.
 func (f *quantFlags) options() (brecq.Options, error) {
+	if err := f.check(); err != nil {
+		return brecq.Options{}, err
+	}
 	opt := brecq.DefaultOptions(*f.wbits, *f.abits)
 	opt.Method = brecq.Method(*f.method)
 	opt.Granularity = brecq.Granularity(*f.gran)
@@ -84,13 +134,14 @@ func (f *quantFlags) options() (brecq.Options, error) {
 	if !*f.quiet {
 		opt.Progress = os.Stderr
 	}
+	if opt.Method == brecq.MethodAdaRound {
+		// AdaRound is layer-wise MSE reconstruction by definition.
+		opt.Granularity, opt.Loss = brecq.Layer, brecq.LossMSE
+	}
 	if err := opt.Validate(); err != nil {
 		return opt, fmt.Errorf("bad flags: %w", err)
 	}
-	if *f.calib < 1 {
-		return opt, fmt.Errorf("--calib %d: need at least one image", *f.calib)
-	}
-	return opt, nil
+	return opt, f.checkFloats()
 }
 
 // quantEnv is what a quantization job runs on.
@@ -107,11 +158,11 @@ type quantEnv struct {
 // load prints the backend, loads the data, the checkpoint and the seeded
 // calibration sample.
 func (f *quantFlags) load() (*quantEnv, error) {
-	backend, ds, net, err := setup(*f.data, *f.depth, *f.width)
+	backend, ds, net, err := f.setup(true)
 	if err != nil {
 		return nil, err
 	}
-	params, _, err := models.LoadParams(*f.ckpt, net)
+	params, _, err := loadParams(*f.model, net)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +180,7 @@ func (f *quantFlags) load() (*quantEnv, error) {
 
 // record starts the run record of a job.
 func (f *quantFlags) record(cmd string, args []string, e *quantEnv, opt brecq.Options) QuantRecord {
-	rec := QuantRecord{Command: cmd + " " + strings.Join(args, " "), Checkpoint: *f.ckpt, Model: e.net.Name, Data: e.ds.Name,
+	rec := QuantRecord{Command: cmd + " " + strings.Join(args, " "), Checkpoint: *f.model, Model: e.net.Name, Data: e.ds.Name,
 		Backend: engine.Name(), Machine: machine(), Calib: *f.calib, CalibSeed: *f.seed, CalibIndices: e.idx}
 	rec.Options = opt
 	rec.Options.Progress = nil
@@ -137,10 +188,7 @@ func (f *quantFlags) record(cmd string, args []string, e *quantEnv, opt brecq.Op
 }
 
 func runQuantize(args []string) error {
-	fs := flag.NewFlagSet("quantize", flag.ContinueOnError)
-	f := addQuantFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: brecq quantize [flags]
+	fs := newFlagSet("quantize", `Usage: brecq quantize [flags]
 
 Post-training quantization of a checkpoint with BRECQ (block reconstruction),
 AdaRound (layer-wise), QDrop or nearest rounding, then top-1 on the 10 000
@@ -153,16 +201,16 @@ Examples:
   brecq quantize --granularity stage --loss fisher --wbits 2 --abits 2 --json run.json
   brecq quantize --method qdrop --drop-prob 0.5 --wbits 2 --abits 4
   brecq quantize --model mine.safetensors --out mine-w4a4.safetensors --wbits 4 --abits 4
-
-Flags:
 `)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	f := addQuantFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	opt, err := f.options()
 	if err != nil {
+		return err
+	}
+	if err := f.paths(nil, nil); err != nil {
 		return err
 	}
 	e, err := f.load()
@@ -176,13 +224,14 @@ Flags:
 	if err != nil {
 		return err
 	}
-	return f.runAndReport(e, q, &rec, "")
+	return f.runAndReport(e, q, &rec, "", nil, "")
 }
 
 // runAndReport calibrates q, evaluates it (and with --compare the FP and
-// nearest networks), prints the table and writes --out and --json. label
-// names the method in the table ("" = from the options).
-func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRecord, label string) error {
+// nearest networks), prints the table and writes --out and --json, together
+// with what outs already holds (may be nil; extraOut names it). label names
+// the method in the table ("" = from the options).
+func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRecord, label string, outs *atomicfile.Batch, extraOut string) error {
 	opt := q.Opt
 	ds := e.ds
 	t0 := time.Now()
@@ -266,20 +315,31 @@ func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRec
 	fmt.Printf("| %s | %.2f |\n\n", label, rec.QuantTop1)
 	fmt.Printf("(%s, %d calibration images, seed %d, %d/%d iterations per unit, calibration %.0f s, backend %s)\n",
 		ds.Name, *f.calib, *f.seed, opt.WeightIters, opt.ActIters, rec.CalibSeconds, engine.Name())
+	// Every output is staged, then all are renamed into place together.
+	if outs == nil {
+		outs = &atomicfile.Batch{}
+	}
+	defer outs.Discard()
 	if *f.out != "" {
 		meta := map[string]string{"producer": "brecq " + strings.Fields(rec.Command)[0], "method": string(opt.Method), "model": e.net.Name,
 			"wbits": fmt.Sprint(opt.WBits), "abits": fmt.Sprint(opt.ABits), "top1": fmt.Sprintf("%.2f", rec.QuantTop1)}
-		if err := q.Q.Export(*f.out, q.EvalMode(), meta); err != nil {
+		if err := outs.Add(*f.out, func(tmp string) error { return q.Q.Export(tmp, q.EvalMode(), meta) }); err != nil {
 			return err
 		}
 		rec.Output = *f.out
-		fmt.Printf("wrote %s\n", *f.out)
 	}
 	if *f.jsonOut != "" {
-		if err := runrec.WriteJSON(*f.jsonOut, rec); err != nil {
+		if err := outs.AddJSON(*f.jsonOut, rec); err != nil {
 			return err
 		}
-		fmt.Printf("wrote %s\n", *f.jsonOut)
+	}
+	if err := outs.Commit(); err != nil {
+		return err
+	}
+	for _, p := range []string{extraOut, *f.out, *f.jsonOut} {
+		if p != "" {
+			fmt.Printf("wrote %s\n", p)
+		}
 	}
 	return nil
 }

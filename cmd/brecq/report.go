@@ -10,22 +10,23 @@ import (
 	"github.com/brecq-go/brecq/brecq/runrecord"
 )
 
-func init() { extraCommands["report"] = runReport }
-
 func runReport(args []string) error {
-	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: brecq report RECORD.json...
+	fs := newFlagSet("report", `Usage: brecq report RECORD.json...
 
-Prints a Markdown table of quantization run records (written by 'brecq quantize --json').
+Prints a Markdown table of quantization run records (written by 'brecq quantize --json'
+and 'brecq mixed --json'). Any other file — another JSON, an unreadable or corrupt
+one — is skipped with one line on stderr; the exit status is 1 when no file was a
+run record.
 
 Examples:
   brecq report results/*.json
 `)
-		fs.PrintDefaults()
-	}
+	fs.SetOutput(os.Stderr)
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
@@ -34,14 +35,14 @@ Examples:
 	var recs []QuantRecord
 	for _, p := range fs.Args() {
 		r, err := runrecord.Load(p)
-		if errors.Is(err, runrecord.ErrNotRecord) {
-			fmt.Fprintf(os.Stderr, "report: skipping %s: %v\n", p, err)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "report: skipping: %v\n", err)
 			continue
 		}
-		if err != nil {
-			return err
-		}
 		recs = append(recs, *r)
+	}
+	if len(recs) == 0 {
+		return fmt.Errorf("none of the %d files given is a run record", fs.NArg())
 	}
 	fmt.Println("| W/A | method | granularity | loss | iters (W/A) | calib | top-1 (%) | test CE | calib CE | calibration (s) |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")

@@ -1,12 +1,11 @@
 package main
 
 import (
-	"flag"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"time"
 
@@ -16,8 +15,8 @@ import (
 	"github.com/brecq-go/brecq/brecq/fptrain"
 	"github.com/brecq-go/brecq/brecq/models"
 	"github.com/brecq-go/brecq/datasets"
+	"github.com/brecq-go/brecq/internal/atomicfile"
 	"github.com/brecq-go/brecq/internal/progress"
-	"github.com/brecq-go/brecq/internal/runrec"
 )
 
 // TrainRecord is the JSON record of a training run.
@@ -51,18 +50,22 @@ type EpochSummary struct {
 	LearningRate float64 `json:"lr_end"`
 }
 
-func machine() string {
-	h, _ := os.Hostname()
-	return fmt.Sprintf("%s/%s, %d cores, host %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), h)
-}
-
 func runTrain(args []string) error {
-	fs := flag.NewFlagSet("train", flag.ContinueOnError)
-	data := fs.String("data", "fashion-mnist", "data set: fashion-mnist or mnist")
-	depth := fs.Int("depth", 20, "ResNet depth (6n+2)")
-	width := fs.Int("width", 1, "channel width multiplier")
+	fs := newFlagSet("train", `Usage: brecq train [flags]
+
+Trains the CIFAR-style ResNet on 28x28 images: SGD momentum 0.9, cosine learning
+rate, weight decay, random crop (padding 2) + horizontal flip, and writes a
+PyTorch-layout safetensors checkpoint and its run record after every epoch
+(both together, atomically).
+
+Examples:
+  brecq train --epochs 10 --out resnet20-fmnist.safetensors
+  brecq train --data mnist --epochs 3 --out resnet20-mnist.safetensors
+  brecq train --resume resnet20-fmnist.safetensors --epochs 10   # continue
+`)
+	nf := addNetFlags(fs, "")
 	epochs := fs.Int("epochs", 10, "epochs")
-	batch := fs.Int("batch", 128, "batch size")
+	batch := fs.Int("batch", 128, "batch size (at most the training images)")
 	lr := fs.Float64("lr", 0.1, "initial learning rate (cosine decay to 0)")
 	wd := fs.Float64("wd", 5e-4, "weight decay")
 	seed := fs.Uint64("seed", 1, "random seed (initialisation, shuffling, augmentation)")
@@ -70,34 +73,35 @@ func runTrain(args []string) error {
 	jsonOut := fs.String("json", "", "run record (JSON) to write; default: <out without extension>.json")
 	resume := fs.String("resume", "", "checkpoint to resume from (its metadata holds the finished epoch)")
 	maxSteps := fs.Int("max-steps", 0, "stop after this many steps in total (0 = all; for smoke tests)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: brecq train [flags]
-
-Trains the CIFAR-style ResNet on 28x28 images: SGD momentum 0.9, cosine learning
-rate, weight decay, random crop (padding 2) + horizontal flip, and writes a
-PyTorch-layout safetensors checkpoint after every epoch.
-
-Examples:
-  brecq train --epochs 10 --out resnet20-fmnist.safetensors
-  brecq train --data mnist --epochs 3 --out resnet20-mnist.safetensors
-  brecq train --resume resnet20-fmnist.safetensors --epochs 10   # continue
-
-Flags:
-`)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *epochs < 1 || *batch < 1 || *lr <= 0 {
+	if *epochs < 1 || *batch < 1 || !(*lr > 0) {
 		return fmt.Errorf("--epochs, --batch and --lr must be positive (got %d, %d, %g)", *epochs, *batch, *lr)
+	}
+	if err := checkFloats(floatFlag{"lr", lr, positive}, floatFlag{"wd", wd, nonNegative}); err != nil {
+		return err
+	}
+	if err := checkInts(intFlag{"max-steps", maxSteps, 0}); err != nil {
+		return err
 	}
 	if *jsonOut == "" {
 		*jsonOut = trimExt(*out) + ".json"
 	}
-	backend, ds, net, err := setup(*data, *depth, *width)
+	// --resume may name --out itself (continue in place): it is read before
+	// the first write.
+	if err := checkPaths([]namedPath{{"--out", *out}, {"--json", *jsonOut}}, nil); err != nil {
+		return err
+	}
+	if err := checkPaths([]namedPath{{"--json", *jsonOut}}, []namedPath{{"--resume", *resume}}); err != nil {
+		return err
+	}
+	backend, ds, net, err := nf.setup(true)
 	if err != nil {
 		return err
+	}
+	if *batch > ds.Train.N {
+		return fmt.Errorf("--batch %d: the training split of %s holds only %d images", *batch, ds.Name, ds.Train.N)
 	}
 	params := fptrain.Init(net, *seed)
 	startEpoch := 0
@@ -105,7 +109,7 @@ Flags:
 		Epochs: *epochs, Batch: *batch, LR: *lr, Momentum: 0.9, WeightDecay: *wd, Augment: "crop pad 2 + hflip",
 		Machine: machine(), Checkpoint: filepath.Base(*out)}
 	if *resume != "" {
-		p, meta, err := models.LoadParams(*resume, net)
+		p, meta, err := loadParams(*resume, net)
 		if err != nil {
 			return err
 		}
@@ -114,7 +118,7 @@ Flags:
 			startEpoch = e
 		}
 		if prev, err := os.ReadFile(*jsonOut); err == nil {
-			_ = jsonUnmarshal(prev, &rec)
+			_ = json.Unmarshal(prev, &rec)
 			rec.History = rec.History[:min(len(rec.History), startEpoch)]
 		}
 		fmt.Printf("resuming from %s after epoch %d\n", *resume, startEpoch)
@@ -170,10 +174,15 @@ Flags:
 		rec.WallSeconds += secs
 		meta := map[string]string{"format": "pt", "model": net.Name, "data": ds.Name, "epoch": strconv.Itoa(epoch + 1),
 			"test_top1": fmt.Sprintf("%.2f", acc), "producer": "brecq train"}
-		if err := models.SaveParams(*out, p, meta); err != nil {
+		var outs atomicfile.Batch
+		if err := outs.Add(*out, func(tmp string) error { return models.SaveParams(tmp, p, meta) }); err != nil {
 			return err
 		}
-		if err := runrec.WriteJSON(*jsonOut, rec); err != nil {
+		if err := outs.AddJSON(*jsonOut, rec); err != nil {
+			outs.Discard()
+			return err
+		}
+		if err := outs.Commit(); err != nil {
 			return err
 		}
 		if *maxSteps > 0 && step >= *maxSteps {
@@ -184,8 +193,6 @@ Flags:
 	return nil
 }
 
-func trimExt(p string) string { return p[:len(p)-len(filepath.Ext(p))] }
-
 // testAccuracy evaluates params on the whole test split.
 func testAccuracy(net *models.Net, p models.Params, ds *datasets.Dataset, batch int) (float64, error) {
 	backend, _ := engine.Backend()
@@ -194,14 +201,4 @@ func testAccuracy(net *models.Net, p models.Params, ds *datasets.Dataset, batch 
 		return 0, err
 	}
 	return fptrain.Accuracy(ds.Test.N, batch, testBatchFn(ds), ev.Logits)
-}
-
-func testBatchFn(ds *datasets.Dataset) func([]int) (*tensors.Tensor, []int32, error) {
-	return func(idx []int) (*tensors.Tensor, []int32, error) {
-		x, y, err := ds.Test.Batch(idx, ds.Norm)
-		if err != nil {
-			return nil, nil, err
-		}
-		return tensors.FromFlatDataAndDimensions(x, len(idx), 1, ds.Test.H, ds.Test.W), y, nil
-	}
 }

@@ -1,5 +1,6 @@
-// Package progress draws a one-line progress bar on a terminal, or prints a
-// line every few seconds when the output is not a terminal (logs, CI).
+// Package progress shows a one-line progress bar (github.com/schollz/progressbar)
+// on a terminal, or prints a plain line every few seconds when the output is
+// not a terminal (logs, CI).
 package progress
 
 import (
@@ -8,17 +9,15 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/schollz/progressbar/v3"
 )
 
 // Bar is a progress bar for total steps.
 type Bar struct {
-	w        io.Writer
-	label    string
-	total    int
-	start    time.Time
-	last     time.Time
-	tty      bool
-	interval time.Duration
+	bar   *progressbar.ProgressBar
+	label string
+	start time.Time
 }
 
 // New starts a bar writing to w (os.Stderr when nil).
@@ -32,40 +31,47 @@ func New(w io.Writer, label string, total int) *Bar {
 			tty = true
 		}
 	}
-	iv := 10 * time.Second
-	if tty {
-		iv = 200 * time.Millisecond
+	opts := []progressbar.Option{
+		progressbar.OptionSetDescription(label),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetElapsedTime(true),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionSetWidth(24),
+		progressbar.OptionSetRenderBlankState(false),
 	}
-	return &Bar{w: w, label: label, total: total, start: time.Now(), tty: tty, interval: iv}
+	if tty {
+		opts = append(opts, progressbar.OptionSetWriter(w), progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }))
+	} else {
+		opts = append(opts, progressbar.OptionSetWriter(lines{w}), progressbar.OptionThrottle(10*time.Second),
+			progressbar.OptionUseANSICodes(false))
+	}
+	return &Bar{bar: progressbar.NewOptions(max(total, 1), opts...), label: label, start: time.Now()}
 }
 
 // Update shows that done steps are finished, with a free-form status such as "loss 0.31 acc 89.2%".
 func (b *Bar) Update(done int, status string) {
-	now := time.Now()
-	if done < b.total && now.Sub(b.last) < b.interval {
-		return
+	if status != "" {
+		b.bar.Describe(b.label + " " + status)
 	}
-	b.last = now
-	el := now.Sub(b.start)
-	eta := ""
-	if done > 0 && done < b.total {
-		rem := time.Duration(float64(el) * float64(b.total-done) / float64(done))
-		eta = " eta " + rem.Round(time.Second).String()
-	}
-	frac := float64(done) / float64(max(b.total, 1))
-	const width = 24
-	n := int(frac * width)
-	bar := strings.Repeat("=", n) + strings.Repeat(" ", width-n)
-	line := fmt.Sprintf("%s [%s] %d/%d %s%s %s", b.label, bar, done, b.total, el.Round(time.Second), eta, status)
-	if b.tty {
-		fmt.Fprintf(b.w, "\r\033[K%s", line)
-		if done >= b.total {
-			fmt.Fprintln(b.w)
-		}
-	} else {
-		fmt.Fprintln(b.w, line)
-	}
+	b.bar.Set(done)
 }
 
 // Elapsed is the time since the bar started.
 func (b *Bar) Elapsed() time.Duration { return time.Since(b.start) }
+
+// lines turns the bar's carriage-return redraws into one plain line per
+// drawing, for outputs that are not terminals.
+type lines struct{ w io.Writer }
+
+func (l lines) Write(p []byte) (int, error) {
+	s := strings.ReplaceAll(string(p), "\r", "")
+	s = strings.ReplaceAll(s, "\033[2K", "")
+	if s = strings.TrimSpace(s); s == "" {
+		return len(p), nil
+	}
+	if _, err := fmt.Fprintln(l.w, s); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}

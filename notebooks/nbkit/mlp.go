@@ -215,7 +215,7 @@ func TrainMLP(backend compute.Backend, m *MLP, d Data, cfg TrainConfig) []float6
 			}
 		}
 		args = append(args, x, y, lr, float32(it))
-		res := step.MustExec(args...)
+		res := step.MustCall(args...)
 		params, ms, vs = res[:P], res[P:2*P], res[2*P:3*P]
 		loss := float64(tensors.ToScalar[float32](res[3*P]))
 		losses = append(losses, loss)
