@@ -1,5 +1,7 @@
 // Package nn holds the few neural-network operations the brecq models need,
-// written so that they are fast on GoMLX's pure-Go backend and native on XLA.
+// written so that they are fast on GoMLX's pure-Go backend and native on XLA:
+// Conv2D with ConvAuto picks its path from the graph's backend (AutoPath), no
+// global setting.
 //
 // Activations use the channels-first layout [C, N, H, W] (channel, batch,
 // row, column) throughout: on the Go backend a convolution then becomes
@@ -11,6 +13,8 @@ package nn
 import (
 	"fmt"
 
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/gobackend"
 	"github.com/gomlx/compute/shapes"
 	"github.com/gomlx/gomlx/core/graph"
 )
@@ -19,7 +23,7 @@ import (
 type ConvPath int
 
 const (
-	// ConvAuto uses ConvPatches on the pure-Go backend and ConvNative elsewhere.
+	// ConvAuto takes the path AutoPath gives for the graph's backend.
 	ConvAuto ConvPath = iota
 	// ConvPatches builds the kh·kw shifted slices of the zero-padded input,
 	// concatenates them and multiplies by the reshaped kernel (one DotGeneral).
@@ -28,9 +32,15 @@ const (
 	ConvNative
 )
 
-// DefaultConvPath is the path ConvAuto resolves to; engine-aware callers set
-// it once (see models.Setup); tests set it explicitly.
-var DefaultConvPath = ConvPatches
+// AutoPath is the path ConvAuto takes on backend b: ConvPatches on GoMLX's
+// pure-Go backend (b.String() == gobackend.BackendName, "go"), whose own
+// convolution has no SIMD path; ConvNative on every other backend (XLA).
+func AutoPath(b compute.Backend) ConvPath {
+	if b != nil && b.String() == gobackend.BackendName {
+		return ConvPatches
+	}
+	return ConvNative
+}
 
 // ConvOutSize is the output size of a convolution along one spatial axis with
 // PyTorch's "same-style" padding p = (k−1)/2: ⌊(n + 2p − k)/s⌋ + 1.
@@ -63,7 +73,7 @@ func Conv2D(x, w *graph.Node, stride, groups int, path ConvPath) *graph.Node {
 		panic(fmt.Sprintf("nn.Conv2D: stride %d < 1", stride))
 	}
 	if path == ConvAuto {
-		path = DefaultConvPath
+		path = AutoPath(x.Graph().Backend())
 	}
 	if path == ConvNative {
 		return convNative(x, w, stride, groups, kh, kw)

@@ -4,20 +4,20 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/gomlx/compute"
-	_ "github.com/gomlx/compute/gobackend"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
+
+	"github.com/brecq-go/brecq/brecq/engine/enginetest"
 )
 
 func goBackend(t testing.TB) compute.Backend {
-	b, err := compute.NewWithConfig("go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return enginetest.Backend(t)
 }
 
 func randTensor(r *rand.Rand, dims ...int) *tensors.Tensor {
@@ -126,5 +126,38 @@ func BenchmarkConv3x3FwdBwd(b *testing.B) {
 			flops := 3 * 2.0 * 16 * 16 * 9 * 32 * 28 * 28
 			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
+	}
+}
+
+// TestAutoPathFromBackend checks that ConvAuto takes the path of the graph's
+// backend: patches (no ConvGeneral node) on the Go backend, the native
+// ConvGeneral on any other backend.
+func TestAutoPathFromBackend(t *testing.T) {
+	gob := enginetest.Renamed(goBackend(t), "go")
+	other := enginetest.Renamed(goBackend(t), "xla")
+	if got := AutoPath(gob); got != ConvPatches {
+		t.Errorf("AutoPath(go) = %d, want ConvPatches", got)
+	}
+	if got := AutoPath(other); got != ConvNative {
+		t.Errorf("AutoPath(xla) = %d, want ConvNative", got)
+	}
+	for _, c := range []struct {
+		b          compute.Backend
+		wantNative bool
+	}{{gob, false}, {other, true}} {
+		g := graph.NewGraph(c.b, "conv")
+		x := graph.Parameter(g, "x", shapes.Make(dtypes.Float32, 4, 2, 6, 6))
+		w := graph.Parameter(g, "w", shapes.Make(dtypes.Float32, 4, 4, 3, 3))
+		Conv2D(x, w, 1, 1, ConvAuto)
+		native := false
+		for _, n := range g.Nodes() {
+			if strings.Contains(n.String(), " ConvGeneral(") {
+				native = true
+			}
+		}
+		if native != c.wantNative {
+			t.Errorf("backend %q: graph has a ConvGeneral node: %v, want %v", c.b.String(), native, c.wantNative)
+		}
+		g.Finalize()
 	}
 }
