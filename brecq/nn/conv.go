@@ -50,13 +50,18 @@ func ConvOutSize(n, k, stride int) int {
 }
 
 // Conv2D computes the 2-D cross-correlation used by PyTorch's nn.Conv2d with
-// padding (k−1)/2 and no bias:
+// padding (k−1)/2 and no bias, for G groups:
 //
-//	y[o,n,i,j] = Σ_{c,u,v} w[o,c,u,v] · x̃[g(o)·C/G + c, n, s·i + u, s·j + v]
+//	y[o,n,i,j] = Σ_{c<C/G, u<kh, v<kw} w[o,c,u,v] · x̃[⌊o/(O/G)⌋·C/G + c, n, s·i + u, s·j + v]
 //
-// where x̃ is x zero-padded by (k−1)/2 on each spatial side, s the stride and
-// G the number of groups (1, or the channel count for a depthwise convolution).
-// x is [C, N, H, W]; w is [O, C/G, kh, kw]; the result is [O, N, Ho, Wo].
+// where x̃ is x zero-padded by (k−1)/2 on each spatial side and s the stride.
+// G divides both C and O: G = 1 is a dense convolution, G = C a depthwise one
+// (MobileNetV2, MNasNet), C/G the group width otherwise (RegNetX).
+// x is [C, N, H, W]; w is [O, C/G, kh, kw]; the result is [O, N, Ho, Wo] with
+// Ho = ConvOutSize(H, kh, s), Wo = ConvOutSize(W, kw, s).
+//
+// path ConvAuto takes AutoPath(x's backend); ConvPatches and ConvNative force a
+// path (tests compare them).
 func Conv2D(x, w *graph.Node, stride, groups int, path ConvPath) *graph.Node {
 	if x.Rank() != 4 || w.Rank() != 4 {
 		panic(fmt.Sprintf("nn.Conv2D: want x [C,N,H,W] and w [O,I,kh,kw], got %s and %s", x.Shape(), w.Shape()))
@@ -65,9 +70,6 @@ func Conv2D(x, w *graph.Node, stride, groups int, path ConvPath) *graph.Node {
 	O, I, kh, kw := w.Shape().Dimensions[0], w.Shape().Dimensions[1], w.Shape().Dimensions[2], w.Shape().Dimensions[3]
 	if groups < 1 || C%groups != 0 || O%groups != 0 || I*groups != C {
 		panic(fmt.Sprintf("nn.Conv2D: %d groups do not fit input channels %d, kernel %s", groups, C, w.Shape()))
-	}
-	if groups != 1 && groups != C {
-		panic(fmt.Sprintf("nn.Conv2D: only groups = 1 or groups = channels (depthwise) are supported, got %d", groups))
 	}
 	if stride < 1 {
 		panic(fmt.Sprintf("nn.Conv2D: stride %d < 1", stride))
@@ -78,13 +80,10 @@ func Conv2D(x, w *graph.Node, stride, groups int, path ConvPath) *graph.Node {
 	if path == ConvNative {
 		return convNative(x, w, stride, groups, kh, kw)
 	}
-	if groups == 1 && stride == 1 && kh*kw > 1 {
-		return convPatchesS1(x, w, kh, kw)
+	if stride == 1 && kh*kw > 1 {
+		return convPatchesS1(x, w, groups, kh, kw)
 	}
-	if groups == 1 {
-		return convPatches(x, w, stride, kh, kw)
-	}
-	return depthwisePatches(x, w, stride, kh, kw, O)
+	return convPatches(x, w, stride, groups, kh, kw)
 }
 
 func convNative(x, w *graph.Node, stride, groups, kh, kw int) *graph.Node {
@@ -143,53 +142,64 @@ func zeroPad(x *graph.Node, ph, pw int) *graph.Node {
 	return x
 }
 
-func convPatches(x, w *graph.Node, stride, kh, kw int) *graph.Node {
+// convPatches computes the convolution as patches times the kernel: the
+// kh·kw shifted slices of the padded input stacked on the channel axis and
+// multiplied by the kernel reshaped to match, in one DotGeneral. With groups,
+// the patch rows and the kernel are split by group and the DotGeneral takes
+// the group as its batch axis (leading in both operands, so the Go backend
+// runs it without transposing activation-sized tensors):
+//
+//	patches[g, (u,v,c), (n,i,j)] = x̃[g·C/G + c, n, s·i + u, s·j + v]
+//	wm[g, o', (u,v,c)]           = w[g·O/G + o', c, u, v]
+//	y[g·O/G + o', (n,i,j)]       = Σ_{(u,v,c)} wm[g, o', (u,v,c)] · patches[g, (u,v,c), (n,i,j)]
+func convPatches(x, w *graph.Node, stride, groups, kh, kw int) *graph.Node {
 	C, N := x.Shape().Dimensions[0], x.Shape().Dimensions[1]
 	O := w.Shape().Dimensions[0]
+	K := kh * kw
 	slices, ho, wo := shiftedSlices(x, stride, kh, kw)
-	var patches *graph.Node
-	if len(slices) == 1 {
-		patches = slices[0]
-	} else {
-		patches = graph.Concatenate(slices, 0) // [K·C, N, Ho, Wo], row (u,v,c)
+	M := N * ho * wo
+	if groups == 1 {
+		var patches *graph.Node
+		if len(slices) == 1 {
+			patches = slices[0]
+		} else {
+			patches = graph.Concatenate(slices, 0) // [K·C, N, Ho, Wo], row (u,v,c)
+		}
+		patches = graph.Reshape(patches, K*C, M)
+		// Kernel [O, C, kh, kw] → [O, kh, kw, C] → [O, K·C] to match the patch rows.
+		wm := w
+		if K > 1 {
+			wm = graph.TransposeAllAxes(w, 0, 2, 3, 1)
+		}
+		wm = graph.Reshape(wm, O, K*C)
+		y := graph.DotGeneral(wm, []int{1}, nil, patches, []int{0}, nil) // [O, N·Ho·Wo]
+		return graph.Reshape(y, O, N, ho, wo)
 	}
-	patches = graph.Reshape(patches, kh*kw*C, N*ho*wo)
-	// Kernel [O, C, kh, kw] → [O, kh, kw, C] → [O, K·C] to match the patch rows.
-	wm := w
-	if kh*kw > 1 {
-		wm = graph.TransposeAllAxes(w, 0, 2, 3, 1)
+	G, Cg, Og := groups, C/groups, O/groups
+	for k, s := range slices {
+		slices[k] = graph.Reshape(s, G, Cg, M)
 	}
-	wm = graph.Reshape(wm, O, kh*kw*C)
-	y := graph.DotGeneral(wm, []int{1}, nil, patches, []int{0}, nil) // [O, N·Ho·Wo]
+	patches := slices[0]
+	if len(slices) > 1 {
+		patches = graph.Concatenate(slices, 1) // [G, K·Cg, M], row (u,v,c) within the group
+	}
+	// Kernel [O, Cg, kh, kw] → [G, Og, Cg, K] → [G, Og, K, Cg] → [G, Og, K·Cg].
+	wm := graph.Reshape(w, G, Og, Cg, K)
+	if K > 1 && Cg > 1 {
+		wm = graph.TransposeAllAxes(wm, 0, 1, 3, 2)
+	}
+	wm = graph.Reshape(wm, G, Og, K*Cg)
+	y := graph.DotGeneral(wm, []int{2}, []int{0}, patches, []int{1}, []int{0}) // [G, Og, M]
 	return graph.Reshape(y, O, N, ho, wo)
 }
 
-func depthwisePatches(x, w *graph.Node, stride, kh, kw, O int) *graph.Node {
-	C := x.Shape().Dimensions[0]
-	if O != C {
-		panic(fmt.Sprintf("nn.Conv2D: depthwise needs out channels = in channels, got %d and %d", O, C))
-	}
-	slices, _, _ := shiftedSlices(x, stride, kh, kw)
-	var acc *graph.Node
-	for k, s := range slices {
-		u, v := k/kw, k%kw
-		wk := graph.Slice(w, graph.AxisRange(), graph.AxisRange(), graph.AxisElem(u), graph.AxisElem(v)) // [C,1,1,1]
-		term := graph.Mul(s, graph.Reshape(wk, C, 1, 1, 1))
-		if acc == nil {
-			acc = term
-		} else {
-			acc = graph.Add(acc, term)
-		}
-	}
-	return acc
-}
-
 // convPatchesS1 is convPatches for stride 1 with a hand-written gradient
-// with respect to x: the transposed convolution dx = conv(dy, w̃) with
-// w̃[c,o,u,v] = w[o,c,kh−1−u,kw−1−v], itself computed by patches and one
-// matrix multiply. Autodiff through the shifted slices would instead build
-// kh·kw zero-padded copies of the input (Pad, the gradient of Slice) and sum
-// them, which is the slowest part of the Go backend's backward pass.
+// with respect to x: the transposed convolution dx = conv(dy, w̃), with the
+// same groups, where w̃[g·C/G + c, o', u, v] = w[g·O/G + o', c, kh−1−u, kw−1−v]
+// (per group: in and out channels swapped, kernel flipped), itself computed by
+// convPatches. Autodiff through the shifted slices would instead build kh·kw
+// zero-padded copies of the input (Pad, the gradient of Slice) and sum them,
+// which is the slowest part of the Go backend's backward pass.
 //
 // GoMLX gives custom gradients only to identities, so two are used: one on
 // the output stores the arriving gradient dy, one on the input (created
@@ -197,20 +207,36 @@ func depthwisePatches(x, w *graph.Node, stride, kh, kw, O int) *graph.Node {
 // the output differentiably only through a zero-weighted single element, so
 // autodiff visits it; the gradient with respect to w flows through the
 // matrix multiply as usual.
-func convPatchesS1(x, w *graph.Node, kh, kw int) *graph.Node {
+func convPatchesS1(x, w *graph.Node, groups, kh, kw int) *graph.Node {
 	var dy *graph.Node
 	xi := graph.IdentityWithCustomGradient(x, func(_, _ *graph.Node) *graph.Node {
 		if dy == nil {
 			panic("nn.Conv2D: gradient with respect to the input requested before the output's")
 		}
-		wt := graph.TransposeAllAxes(graph.Reverse(graph.StopGradient(w), 2, 3), 1, 0, 2, 3)
-		return convPatches(dy, wt, 1, kh, kw)
+		return convPatches(dy, transposedKernel(graph.StopGradient(w), groups), 1, groups, kh, kw)
 	})
-	y := convPatches(graph.StopGradient(xi), w, 1, kh, kw)
+	y := convPatches(graph.StopGradient(xi), w, 1, groups, kh, kw)
 	one := graph.Slice(xi, graph.AxisRange(0, 1), graph.AxisRange(0, 1), graph.AxisRange(0, 1), graph.AxisRange(0, 1))
 	y = graph.Add(y, graph.MulScalar(one, 0))
 	return graph.IdentityWithCustomGradient(y, func(_, v *graph.Node) *graph.Node {
 		dy = v
 		return v
 	})
+}
+
+// transposedKernel returns w̃ [C, O/G, kh, kw] for w [O, C/G, kh, kw]:
+// w̃[g·C/G + c, o', u, v] = w[g·O/G + o', c, kh−1−u, kw−1−v].
+func transposedKernel(w *graph.Node, groups int) *graph.Node {
+	d := w.Shape().Dimensions
+	O, Cg, kh, kw := d[0], d[1], d[2], d[3]
+	G, Og := groups, O/groups
+	wt := graph.Reverse(w, 2, 3)
+	if groups == 1 {
+		return graph.TransposeAllAxes(wt, 1, 0, 2, 3)
+	}
+	wt = graph.Reshape(wt, G, Og, Cg, kh, kw)
+	if Og > 1 && Cg > 1 {
+		wt = graph.TransposeAllAxes(wt, 0, 2, 1, 3, 4)
+	}
+	return graph.Reshape(wt, G*Cg, Og, kh, kw)
 }
