@@ -24,7 +24,8 @@ var convBenchCases = []struct {
 }
 
 // BenchmarkConvFwdBwd times one forward and backward pass (y, dL/dx, dL/dw
-// for L = Σ y²) per path; the metric ms/op is one such pass. The native path
+// for L = Σ y²) per path ("shiftdot": the patches built by shift matrices,
+// dense 3×3 stride 1 only); the metric ms/op is one such pass. The native path
 // runs on nativeBackend (on the Go backend: ops one at a time, see there).
 func BenchmarkConvFwdBwd(b *testing.B) {
 	for _, c := range convBenchCases {
@@ -34,7 +35,10 @@ func BenchmarkConvFwdBwd(b *testing.B) {
 		for _, p := range []struct {
 			name string
 			path ConvPath
-		}{{"patches", ConvPatches}, {"native", ConvNative}} {
+		}{{"patches", ConvPatches}, {"shiftdot", convShiftDot}, {"native", ConvNative}} {
+			if p.path == convShiftDot && (c.groups != 1 || c.k != 3 || c.stride != 1) {
+				continue
+			}
 			b.Run(fmt.Sprintf("%s/%s", c.name, p.name), func(b *testing.B) {
 				be := goBackend(b)
 				if p.path == ConvNative {

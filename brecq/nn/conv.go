@@ -14,9 +14,11 @@ import (
 	"fmt"
 
 	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/gobackend"
 	"github.com/gomlx/compute/shapes"
 	"github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
 )
 
 // ConvPath selects how Conv2D is computed.
@@ -30,6 +32,13 @@ const (
 	ConvPatches
 	// ConvNative uses the backend's convolution (graph.ConvGeneral).
 	ConvNative
+
+	// convShiftDot is ConvPatches with the patches of a dense 3×3 stride-1
+	// convolution built by two matrix multiplies with constant 0/1 shift
+	// matrices instead of Slice (shiftDotPatches); other convolutions fall
+	// back to ConvPatches. Measured slower (see the benchmarks), so not
+	// exported and not a default.
+	convShiftDot
 )
 
 // AutoPath is the path ConvAuto takes on backend b: ConvPatches on GoMLX's
@@ -80,10 +89,11 @@ func Conv2D(x, w *graph.Node, stride, groups int, path ConvPath) *graph.Node {
 	if path == ConvNative {
 		return convNative(x, w, stride, groups, kh, kw)
 	}
+	shiftDot := path == convShiftDot && groups == 1 && kh == 3 && kw == 3
 	if stride == 1 && kh*kw > 1 {
-		return convPatchesS1(x, w, groups, kh, kw)
+		return convPatchesS1(x, w, groups, kh, kw, shiftDot)
 	}
-	return convPatches(x, w, stride, groups, kh, kw)
+	return convPatches(x, w, stride, groups, kh, kw, false)
 }
 
 func convNative(x, w *graph.Node, stride, groups, kh, kw int) *graph.Node {
@@ -152,10 +162,18 @@ func zeroPad(x *graph.Node, ph, pw int) *graph.Node {
 //	patches[g, (u,v,c), (n,i,j)] = x̃[g·C/G + c, n, s·i + u, s·j + v]
 //	wm[g, o', (u,v,c)]           = w[g·O/G + o', c, u, v]
 //	y[g·O/G + o', (n,i,j)]       = Σ_{(u,v,c)} wm[g, o', (u,v,c)] · patches[g, (u,v,c), (n,i,j)]
-func convPatches(x, w *graph.Node, stride, groups, kh, kw int) *graph.Node {
+//
+// shiftDot (dense 3×3 stride 1 only) builds the patches with shiftDotPatches.
+func convPatches(x, w *graph.Node, stride, groups, kh, kw int, shiftDot bool) *graph.Node {
 	C, N := x.Shape().Dimensions[0], x.Shape().Dimensions[1]
 	O := w.Shape().Dimensions[0]
 	K := kh * kw
+	if shiftDot {
+		H, W := x.Shape().Dimensions[2], x.Shape().Dimensions[3]
+		wm := graph.Reshape(graph.TransposeAllAxes(w, 0, 2, 3, 1), O, K*C)
+		y := graph.DotGeneral(wm, []int{1}, nil, shiftDotPatches(x), []int{0}, nil)
+		return graph.Reshape(y, O, N, H, W)
+	}
 	slices, ho, wo := shiftedSlices(x, stride, kh, kw)
 	M := N * ho * wo
 	if groups == 1 {
@@ -207,15 +225,15 @@ func convPatches(x, w *graph.Node, stride, groups, kh, kw int) *graph.Node {
 // the output differentiably only through a zero-weighted single element, so
 // autodiff visits it; the gradient with respect to w flows through the
 // matrix multiply as usual.
-func convPatchesS1(x, w *graph.Node, groups, kh, kw int) *graph.Node {
+func convPatchesS1(x, w *graph.Node, groups, kh, kw int, shiftDot bool) *graph.Node {
 	var dy *graph.Node
 	xi := graph.IdentityWithCustomGradient(x, func(_, _ *graph.Node) *graph.Node {
 		if dy == nil {
 			panic("nn.Conv2D: gradient with respect to the input requested before the output's")
 		}
-		return convPatches(dy, transposedKernel(graph.StopGradient(w), groups), 1, groups, kh, kw)
+		return convPatches(dy, transposedKernel(graph.StopGradient(w), groups), 1, groups, kh, kw, shiftDot)
 	})
-	y := convPatches(graph.StopGradient(xi), w, 1, groups, kh, kw)
+	y := convPatches(graph.StopGradient(xi), w, 1, groups, kh, kw, shiftDot)
 	one := graph.Slice(xi, graph.AxisRange(0, 1), graph.AxisRange(0, 1), graph.AxisRange(0, 1), graph.AxisRange(0, 1))
 	y = graph.Add(y, graph.MulScalar(one, 0))
 	return graph.IdentityWithCustomGradient(y, func(_, v *graph.Node) *graph.Node {
@@ -239,4 +257,50 @@ func transposedKernel(w *graph.Node, groups int) *graph.Node {
 		wt = graph.TransposeAllAxes(wt, 0, 2, 1, 3, 4)
 	}
 	return graph.Reshape(wt, G*Cg, Og, kh, kw)
+}
+
+// shiftDotPatches returns the patches of a 3×3 stride-1 convolution with
+// padding 1, [9·C, N·H·W] with rows (u, v, c) as in convPatches, built
+// without Slice: two matrix multiplies with constant 0/1 shift matrices,
+//
+//	xh[c,n,i,(v,j)]   = Σ_j' x[c,n,i,j']   · Sh[j', (v,j)],  Sh[j', (v,j)] = [j' = j+v−1]
+//	xv[(u,i),c,n,v,j] = Σ_i' Sv[(u,i), i'] · xh[c,n,i',(v,j)], Sv[(u,i), i'] = [i' = i+u−1]
+//
+// (out-of-range indices match no j' or i': the zero padding), then one
+// transpose to rows (u, v, c) and columns (n, i, j).
+func shiftDotPatches(x *graph.Node) *graph.Node {
+	g := x.Graph()
+	d := x.Shape().Dimensions
+	C, N, H, W := d[0], d[1], d[2], d[3]
+	xh := graph.DotGeneral(x, []int{3}, nil, shiftMatrix(g, x.DType(), W, false), []int{0}, nil) // [C,N,H,3W]
+	xv := graph.DotGeneral(shiftMatrix(g, x.DType(), H, true), []int{1}, nil, xh, []int{2}, nil) // [3H,C,N,3W]
+	xv = graph.Reshape(xv, 3, H, C, N, 3, W)
+	p := graph.TransposeAllAxes(xv, 0, 4, 2, 3, 1, 5) // [3(u), 3(v), C, N, H, W]
+	return graph.Reshape(p, 9*C, N*H*W)
+}
+
+// shiftMatrix is the constant 0/1 matrix S[j', (v,j)] = [j' = j+v−1] of
+// shape [n, 3n], or its transpose [3n, n] when transposed.
+func shiftMatrix(g *graph.Graph, dt dtypes.DType, n int, transposed bool) *graph.Node {
+	m := make([]float32, 3*n*n)
+	for v := 0; v < 3; v++ {
+		for j := 0; j < n; j++ {
+			jp := j + v - 1
+			if jp < 0 || jp >= n {
+				continue
+			}
+			if transposed {
+				m[(v*n+j)*n+jp] = 1
+			} else {
+				m[jp*3*n+v*n+j] = 1
+			}
+		}
+	}
+	var t *tensors.Tensor
+	if transposed {
+		t = tensors.FromFlatDataAndDimensions(m, 3*n, n)
+	} else {
+		t = tensors.FromFlatDataAndDimensions(m, n, 3*n)
+	}
+	return graph.ConvertDType(graph.ConstTensor(g, t), dt)
 }

@@ -90,6 +90,12 @@ func (c convCase) String() string {
 // magnitude (at least 1) of each native result.
 func checkPatchesMatchNative(t *testing.T, tc convCase) {
 	t.Helper()
+	checkPathMatchesNative(t, tc, ConvPatches)
+}
+
+// checkPathMatchesNative is checkPatchesMatchNative for any non-native path.
+func checkPathMatchesNative(t *testing.T, tc convCase, path ConvPath) {
+	t.Helper()
 	r := rand.New(rand.NewPCG(1, uint64(tc.C*1000+tc.groups*100+tc.k*10+tc.stride)))
 	x := randTensor(r, tc.C, tc.N, tc.H, tc.W)
 	w := randTensor(r, tc.O, tc.C/tc.groups, tc.k, tc.k)
@@ -104,7 +110,7 @@ func checkPatchesMatchNative(t *testing.T, tc convCase) {
 		defer e.Finalize()
 		return e.MustExec(local(x), local(w), local(cot))
 	}
-	got, want := run(goBackend(t), ConvPatches), run(nativeBackend(t), ConvNative)
+	got, want := run(goBackend(t), path), run(nativeBackend(t), ConvNative)
 	for i, name := range []string{"y", "dx", "dw"} {
 		if !got[i].Shape().Equal(want[i].Shape()) {
 			t.Fatalf("%s: shape %s, native %s", name, got[i].Shape(), want[i].Shape())
@@ -158,6 +164,47 @@ func TestGroupedConvPatchesMatchesNative(t *testing.T) {
 				t.Run(tc.String(), func(t *testing.T) { checkPatchesMatchNative(t, tc) })
 			}
 		}
+	}
+}
+
+// TestShiftDotPatches checks the patches built by shift matrices
+// (convShiftDot, dense 3×3 stride 1) against the native convolution, and
+// that they give exactly the values, input and kernel gradients of the
+// Slice-built patches: each patch entry is one input value times 1 plus
+// zeros, so no rounding differs.
+func TestShiftDotPatches(t *testing.T) {
+	for _, tc := range []convCase{
+		{3, 2, 7, 7, 4, 3, 1, 1},
+		{5, 3, 9, 6, 4, 3, 1, 1},
+		{8, 2, 1, 1, 8, 3, 1, 1},
+	} {
+		t.Run(tc.String(), func(t *testing.T) {
+			checkPathMatchesNative(t, tc, convShiftDot)
+			r := rand.New(rand.NewPCG(3, uint64(tc.H)))
+			x := randTensor(r, tc.C, tc.N, tc.H, tc.W)
+			w := randTensor(r, tc.O, tc.C, 3, 3)
+			e := graph.MustNewExec(goBackend(t), func(in []*graph.Node) []*graph.Node {
+				var out []*graph.Node
+				for _, path := range []ConvPath{ConvPatches, convShiftDot} {
+					y := Conv2D(in[0], in[1], 1, 1, path)
+					grads := graph.Gradient(graph.ReduceAllSum(graph.Mul(y, y)), in[0], in[1])
+					out = append(out, y, grads[0], grads[1])
+				}
+				return out
+			})
+			defer e.Finalize()
+			res := e.MustExec(x, w)
+			for i, name := range []string{"y", "dx", "dw"} {
+				a, b := tensors.MustCopyFlatData[float32](res[i]), tensors.MustCopyFlatData[float32](res[i+3])
+				if !slices.Equal(a, b) {
+					worst := 0.0
+					for j := range a {
+						worst = math.Max(worst, math.Abs(float64(a[j]-b[j])))
+					}
+					t.Errorf("%s: shift-dot patches differ from slice patches, max |difference| %g", name, worst)
+				}
+			}
+		})
 	}
 }
 
