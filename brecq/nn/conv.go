@@ -39,10 +39,6 @@ const (
 	// back to ConvPatches. Measured slower (see the benchmarks), so not
 	// exported and not a default.
 	convShiftDot
-
-	// convShiftSum computes a dense 3×3 stride-1 convolution kernel first
-	// (shiftSumConv); other convolutions fall back to ConvPatches.
-	convShiftSum
 )
 
 // AutoPath is the path ConvAuto takes on backend b: ConvPatches on GoMLX's
@@ -94,9 +90,6 @@ func Conv2D(x, w *graph.Node, stride, groups int, path ConvPath) *graph.Node {
 		return convNative(x, w, stride, groups, kh, kw)
 	}
 	shiftDot := path == convShiftDot && groups == 1 && kh == 3 && kw == 3
-	if path == convShiftSum && groups == 1 && kh == 3 && kw == 3 && stride == 1 {
-		return shiftSumConv(x, w)
-	}
 	if stride == 1 && kh*kw > 1 {
 		return convPatchesS1(x, w, groups, kh, kw, shiftDot)
 	}
@@ -310,45 +303,4 @@ func shiftMatrix(g *graph.Graph, dt dtypes.DType, n int, transposed bool) *graph
 		t = tensors.FromFlatDataAndDimensions(m, n, 3*n)
 	}
 	return graph.ConvertDType(graph.ConstTensor(g, t), dt)
-}
-
-// shiftSumConv computes a dense 3×3 stride-1 convolution with padding 1
-// kernel first, with no patches: one matrix multiply gives every kernel tap's
-// contribution at every input position,
-//
-//	z[v,u,o,n,i',j'] = Σ_c w[o,c,u,v] · x[c,n,i',j'],
-//
-// then constant 0/1 shift matrices move and sum them to the output position:
-//
-//	y1[u,o,n,i',j] = Σ_{v,j'} z[v,u,o,n,i',j'] · Sh[v,j',j],  Sh[v,j',j] = [j' = j+v−1]
-//	y[o,n,i,j]     = Σ_{u,i'} y1[u,o,n,i',j] · Sv[u,i',i],  Sv[u,i',i] = [i' = i+u−1]
-//
-// Autodiff gives both gradients (all ops are matrix multiplies, sums and
-// transposes).
-func shiftSumConv(x, w *graph.Node) *graph.Node {
-	g := x.Graph()
-	d := x.Shape().Dimensions
-	C, N, H, W := d[0], d[1], d[2], d[3]
-	O := w.Shape().Dimensions[0]
-	w9 := graph.Reshape(graph.TransposeAllAxes(w, 3, 2, 0, 1), 9*O, C) // rows (v,u,o)
-	z := graph.DotGeneral(w9, []int{1}, nil, graph.Reshape(x, C, N*H*W), []int{0}, nil)
-	z = graph.Reshape(z, 3, 3*O*N*H, W)
-	y1 := graph.DotGeneral(z, []int{2}, []int{0}, batchedShift(g, x.DType(), W), []int{1}, []int{0}) // [3(v), (u,o,n,i'), j]
-	y1 = graph.Reshape(graph.ReduceSum(y1, 0), 3, O*N, H, W)
-	y2 := graph.DotGeneral(y1, []int{2}, []int{0}, batchedShift(g, x.DType(), H), []int{1}, []int{0}) // [3(u), (o,n), j, i]
-	y2 = graph.Reshape(graph.ReduceSum(y2, 0), O, N, W, H)
-	return graph.TransposeAllAxes(y2, 0, 1, 3, 2)
-}
-
-// batchedShift is the constant S[v, j', j] = [j' = j+v−1], [3, n, n].
-func batchedShift(g *graph.Graph, dt dtypes.DType, n int) *graph.Node {
-	m := make([]float32, 3*n*n)
-	for v := 0; v < 3; v++ {
-		for j := 0; j < n; j++ {
-			if jp := j + v - 1; jp >= 0 && jp < n {
-				m[(v*n+jp)*n+j] = 1
-			}
-		}
-	}
-	return graph.ConvertDType(graph.ConstTensor(g, tensors.FromFlatDataAndDimensions(m, 3, n, n)), dt)
 }
