@@ -35,7 +35,10 @@ func BenchmarkConvFwdBwd(b *testing.B) {
 		for _, p := range []struct {
 			name string
 			path ConvPath
-		}{{"patches", ConvPatches}, {"shiftdot", convShiftDot}, {"native", ConvNative}} {
+		}{{"patches", ConvPatches}, {"shiftdot", convShiftDot}, {"banded", convBanded}, {"native", ConvNative}} {
+			if p.path == convBanded && (c.groups != c.C || c.O != c.C) {
+				continue
+			}
 			if p.path == convShiftDot && (c.groups != 1 || c.k != 3 || c.stride != 1) {
 				continue
 			}

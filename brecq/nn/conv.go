@@ -39,6 +39,10 @@ const (
 	// back to ConvPatches. Measured slower (see the benchmarks), so not
 	// exported and not a default.
 	convShiftDot
+
+	// convBanded computes a depthwise convolution (groups = C = O) by rows:
+	// depthwiseBanded; other convolutions fall back to ConvPatches.
+	convBanded
 )
 
 // AutoPath is the path ConvAuto takes on backend b: ConvPatches on GoMLX's
@@ -88,6 +92,9 @@ func Conv2D(x, w *graph.Node, stride, groups int, path ConvPath) *graph.Node {
 	}
 	if path == ConvNative {
 		return convNative(x, w, stride, groups, kh, kw)
+	}
+	if path == convBanded && groups == C && O == C {
+		return depthwiseBanded(x, w, stride, kh, kw)
 	}
 	shiftDot := path == convShiftDot && groups == 1 && kh == 3 && kw == 3
 	if stride == 1 && kh*kw > 1 {
@@ -303,4 +310,53 @@ func shiftMatrix(g *graph.Graph, dt dtypes.DType, n int, transposed bool) *graph
 		t = tensors.FromFlatDataAndDimensions(m, n, 3*n)
 	}
 	return graph.ConvertDType(graph.ConstTensor(g, t), dt)
+}
+
+// depthwiseBanded computes a depthwise convolution (groups = C = O) without
+// patches. Each kernel row u is a 1-D convolution along the image rows, i.e.
+// a product with a banded matrix built from the kernel, done for every
+// channel in one DotGeneral batched over channels; the kernel rows are then
+// summed with vertically shifted slices:
+//
+//	B[c, j', (u,j)]   = w[c, 0, u, j' − s·j + p]   (0 outside the kernel)
+//	t[c, n, i', u, j] = Σ_j' x[c, n, i', j'] · B[c, j', (u,j)]
+//	y[c, n, i, j]     = Σ_u t̃[c, n, s·i + u − p, u, j]
+//
+// with p = (kw−1)/2 and t̃ zero outside the image rows.
+func depthwiseBanded(x, w *graph.Node, stride, kh, kw int) *graph.Node {
+	g := x.Graph()
+	d := x.Shape().Dimensions
+	C, N, H, W := d[0], d[1], d[2], d[3]
+	ho, wo := ConvOutSize(H, kh, stride), ConvOutSize(W, kw, stride)
+	ph, pw := (kh-1)/2, (kw-1)/2
+	// S[v, j', j] = [j' = s·j + v − pw].
+	m := make([]float32, kw*W*wo)
+	for v := 0; v < kw; v++ {
+		for j := 0; j < wo; j++ {
+			if jp := stride*j + v - pw; jp >= 0 && jp < W {
+				m[(v*W+jp)*wo+j] = 1
+			}
+		}
+	}
+	S := graph.ConvertDType(graph.ConstTensor(g, tensors.FromFlatDataAndDimensions(m, kw, W*wo)), x.DType())
+	B := graph.DotGeneral(graph.Reshape(w, C*kh, kw), []int{1}, nil, S, []int{0}, nil) // [(c,u), (j',j)]
+	B = graph.TransposeAllAxes(graph.Reshape(B, C, kh, W, wo), 0, 2, 1, 3)             // [c, j', u, j]
+	B = graph.Reshape(B, C, W, kh*wo)
+	t := graph.DotGeneral(graph.Reshape(x, C, N*H, W), []int{2}, []int{0}, B, []int{1}, []int{0}) // [c, (n,i'), (u,j)]
+	t = graph.Reshape(t, C, N, H, kh, wo)
+	if ph > 0 {
+		z := graph.Zeros(g, shapes.Make(x.DType(), C, N, ph, kh, wo))
+		t = graph.Concatenate([]*graph.Node{z, t, z}, 2)
+	}
+	var y *graph.Node
+	for u := 0; u < kh; u++ {
+		s := graph.Slice(t, graph.AxisRange(), graph.AxisRange(),
+			graph.AxisRange(u, u+stride*(ho-1)+1).Stride(stride), graph.AxisElem(u), graph.AxisRange())
+		if y == nil {
+			y = s
+		} else {
+			y = graph.Add(y, s)
+		}
+	}
+	return graph.Reshape(y, C, N, ho, wo)
 }

@@ -208,6 +208,17 @@ func TestShiftDotPatches(t *testing.T) {
 	}
 }
 
+// TestDepthwiseBanded checks the banded-matrix depthwise convolution
+// (convBanded) against the native convolution, values and both gradients.
+func TestDepthwiseBanded(t *testing.T) {
+	for _, k := range []int{1, 3, 5, 7} {
+		for _, stride := range []int{1, 2} {
+			tc := convCase{6, 2, 9, 8, 6, k, stride, 6}
+			t.Run(tc.String(), func(t *testing.T) { checkPathMatchesNative(t, tc, convBanded) })
+		}
+	}
+}
+
 // TestConvHandComputed checks one output of a 3x3 stride-1 convolution
 // against the definition, including the zero border.
 func TestConvHandComputed(t *testing.T) {
