@@ -28,7 +28,10 @@ const (
 	// ConvAuto takes the path AutoPath gives for the graph's backend.
 	ConvAuto ConvPath = iota
 	// ConvPatches builds the kh·kw shifted slices of the zero-padded input,
-	// concatenates them and multiplies by the reshaped kernel (one DotGeneral).
+	// concatenates them and multiplies by the reshaped kernel (one DotGeneral,
+	// batched over groups); a depthwise convolution with output width ≤
+	// bandedMaxOutWidth is instead computed by banded row matrices
+	// (depthwiseBanded), which is faster there.
 	ConvPatches
 	// ConvNative uses the backend's convolution (graph.ConvGeneral).
 	ConvNative
@@ -40,10 +43,21 @@ const (
 	// exported and not a default.
 	convShiftDot
 
-	// convBanded computes a depthwise convolution (groups = C = O) by rows:
-	// depthwiseBanded; other convolutions fall back to ConvPatches.
+	// convBanded computes every depthwise convolution (groups = C = O) by
+	// depthwiseBanded, convBatched none; otherwise both are ConvPatches.
+	// Tests and benchmarks use them to reach both depthwise routes.
 	convBanded
+	convBatched
 )
+
+// bandedMaxOutWidth is the largest output width at which ConvPatches
+// computes a depthwise convolution by banded row matrices. Their matrix
+// multiply costs ∝ input width per output value, the patches' element copies
+// ∝ kh·kw: 3×3 forward + backward at 32 channels, batch 32, 56×56 took
+// ≈ 0.65× the patches' time at stride 1 and ≈ 0.75× at stride 2, at batch 8,
+// 112×112 ≈ 1.25× at stride 1 (32 channels) and ≈ 0.6× at stride 2 (96
+// channels, output width 56), on the Go backend (BenchmarkConvFwdBwd).
+const bandedMaxOutWidth = 56
 
 // AutoPath is the path ConvAuto takes on backend b: ConvPatches on GoMLX's
 // pure-Go backend (b.String() == gobackend.BackendName, "go"), whose own
@@ -93,7 +107,8 @@ func Conv2D(x, w *graph.Node, stride, groups int, path ConvPath) *graph.Node {
 	if path == ConvNative {
 		return convNative(x, w, stride, groups, kh, kw)
 	}
-	if path == convBanded && groups == C && O == C {
+	if groups == C && O == C && (path == convBanded ||
+		path == ConvPatches && ConvOutSize(x.Shape().Dimensions[3], kw, stride) <= bandedMaxOutWidth) {
 		return depthwiseBanded(x, w, stride, kh, kw)
 	}
 	shiftDot := path == convShiftDot && groups == 1 && kh == 3 && kw == 3

@@ -208,13 +208,17 @@ func TestShiftDotPatches(t *testing.T) {
 	}
 }
 
-// TestDepthwiseBanded checks the banded-matrix depthwise convolution
-// (convBanded) against the native convolution, values and both gradients.
-func TestDepthwiseBanded(t *testing.T) {
-	for _, k := range []int{1, 3, 5, 7} {
-		for _, stride := range []int{1, 2} {
-			tc := convCase{6, 2, 9, 8, 6, k, stride, 6}
-			t.Run(tc.String(), func(t *testing.T) { checkPathMatchesNative(t, tc, convBanded) })
+// TestDepthwiseRoutes checks both depthwise routes against the native
+// convolution, values and both gradients, whichever one ConvPatches takes at
+// the size: banded row matrices (convBanded) and the patches multiplied in
+// one DotGeneral batched over channels (convBatched).
+func TestDepthwiseRoutes(t *testing.T) {
+	for _, path := range []ConvPath{convBanded, convBatched} {
+		for _, k := range []int{1, 3, 5, 7} {
+			for _, stride := range []int{1, 2} {
+				tc := convCase{6, 2, 9, 8, 6, k, stride, 6}
+				t.Run(fmt.Sprintf("path%d_%s", path, tc), func(t *testing.T) { checkPathMatchesNative(t, tc, path) })
+			}
 		}
 	}
 }
