@@ -6,7 +6,9 @@
 // Activations use the channels-first layout [C, N, H, W] (channel, batch,
 // row, column) throughout: on the Go backend a convolution then becomes
 // shifted slices concatenated on the leading axis and one matrix multiply
-// with no transposes of activation-sized tensors. Weights keep PyTorch's
+// (batched over groups) with no transposes of activation-sized tensors; a
+// depthwise one of moderate width becomes one banded matrix multiply per
+// channel and kernel-row slices. Weights keep PyTorch's
 // layouts ([out, in/groups, kh, kw] for convolutions, [out, in] for linear).
 package nn
 
@@ -53,10 +55,11 @@ const (
 // bandedMaxOutWidth is the largest output width at which ConvPatches
 // computes a depthwise convolution by banded row matrices. Their matrix
 // multiply costs ∝ input width per output value, the patches' element copies
-// ∝ kh·kw: 3×3 forward + backward at 32 channels, batch 32, 56×56 took
-// ≈ 0.65× the patches' time at stride 1 and ≈ 0.75× at stride 2, at batch 8,
-// 112×112 ≈ 1.25× at stride 1 (32 channels) and ≈ 0.6× at stride 2 (96
-// channels, output width 56), on the Go backend (BenchmarkConvFwdBwd).
+// ∝ kh·kw. 3×3 forward + backward on the Go backend (BenchmarkConvFwdBwd,
+// banded / batched patches time, two runs on a shared 2-core machine):
+// 32 channels, batch 32, 56×56: 0.65–0.9 at stride 1, 0.7–0.75 at stride 2;
+// batch 8, 112×112: 1.0–1.25 at stride 1 (32 channels), 0.6–0.8 at stride 2
+// (96 channels, output width 56).
 const bandedMaxOutWidth = 56
 
 // AutoPath is the path ConvAuto takes on backend b: ConvPatches on GoMLX's
