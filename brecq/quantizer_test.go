@@ -4,27 +4,19 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/gomlx/compute"
-	_ "github.com/gomlx/compute/gobackend"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
+
+	"github.com/brecq-go/brecq/brecq/engine/enginetest"
 )
 
-var quantTestBackend = sync.OnceValues(func() (compute.Backend, error) {
-	return compute.NewWithConfig("go")
-})
-
-// qtBackend returns the shared pure-Go backend used by the quantizer tests.
+// qtBackend returns the shared test backend (enginetest: GOMLX_BACKEND, default go).
 func qtBackend(t testing.TB) compute.Backend {
 	t.Helper()
-	b, err := quantTestBackend()
-	if err != nil {
-		t.Fatalf("creating go backend: %v", err)
-	}
-	return b
+	return enginetest.Backend(t)
 }
 
 // qtRun builds and runs fn once on args and returns every output as flat float32 data.

@@ -6,20 +6,16 @@ import (
 	"testing"
 
 	"github.com/gomlx/compute"
-	_ "github.com/gomlx/compute/gobackend"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 
+	"github.com/brecq-go/brecq/brecq/engine/enginetest"
 	"github.com/brecq-go/brecq/brecq/fptrain"
 	"github.com/brecq-go/brecq/brecq/models"
 )
 
 func testBackend(t testing.TB) compute.Backend {
-	b, err := compute.NewWithConfig("go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return enginetest.Backend(t)
 }
 
 // testNet is a ResNet-8 (one block per stage) with random weights and

@@ -70,13 +70,7 @@ func availablePlugins() (plugins []string, err error) {
 func Backend() (compute.Backend, error) {
 	once.Do(func() {
 		config, reason := Config()
-		defer func() {
-			if r := recover(); r != nil {
-				theErr = fmt.Errorf("engine: backend %q (%s) failed: %v", config, reason, r)
-			}
-		}()
-		xla.EnableAutoInstall(false)
-		b, err := compute.NewWithConfig(config)
+		b, err := New(config)
 		if err != nil {
 			theErr = fmt.Errorf("engine: backend %q (%s) failed: %w", config, reason, err)
 			return
@@ -86,6 +80,20 @@ func Backend() (compute.Backend, error) {
 		theName = fmt.Sprintf("%s (%s)", config, reason)
 	})
 	return theBackend, theErr
+}
+
+// New creates a backend from a configuration string ("go", "xla:cpu", …) with
+// XLA's automatic plugin download switched off; a panic while creating it is
+// returned as an error. Backend uses it for the process-wide backend; tests
+// use it through enginetest.
+func New(config string) (b compute.Backend, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			b, err = nil, fmt.Errorf("%v", r)
+		}
+	}()
+	xla.EnableAutoInstall(false)
+	return compute.NewWithConfig(config)
 }
 
 // MustBackend is Backend that panics on error (for tests and notebooks).

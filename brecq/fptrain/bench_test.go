@@ -5,18 +5,14 @@ import (
 	"testing"
 
 	"github.com/gomlx/compute"
-	_ "github.com/gomlx/compute/gobackend"
 	"github.com/gomlx/gomlx/core/tensors"
 
+	"github.com/brecq-go/brecq/brecq/engine/enginetest"
 	"github.com/brecq-go/brecq/brecq/models"
 )
 
 func benchBackend(b *testing.B) compute.Backend {
-	be, err := compute.NewWithConfig("go")
-	if err != nil {
-		b.Fatal(err)
-	}
-	return be
+	return enginetest.Backend(b)
 }
 
 func benchBatch(n int) (*tensors.Tensor, *tensors.Tensor) {

@@ -9,20 +9,16 @@ import (
 	"testing"
 
 	"github.com/gomlx/compute"
-	_ "github.com/gomlx/compute/gobackend"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 
+	"github.com/brecq-go/brecq/brecq/engine/enginetest"
 	"github.com/brecq-go/brecq/brecq/fptrain"
 	"github.com/brecq-go/brecq/brecq/models"
 )
 
 func goBackend(t testing.TB) compute.Backend {
-	b, err := compute.NewWithConfig("go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return enginetest.Backend(t)
 }
 
 // lossAndCorrect evaluates CrossEntropy and Correct on the given logits and labels.

@@ -8,10 +8,10 @@ import (
 	"testing"
 
 	"github.com/gomlx/compute"
-	_ "github.com/gomlx/compute/gobackend"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 
+	"github.com/brecq-go/brecq/brecq/engine/enginetest"
 	"github.com/brecq-go/brecq/brecq/models"
 	"github.com/brecq-go/brecq/brecq/nn"
 )
@@ -193,19 +193,15 @@ func randomParams(net *models.Net, seed uint64) models.Params {
 }
 
 func goBackend(t testing.TB) compute.Backend {
-	b, err := compute.NewWithConfig("go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return enginetest.Backend(t)
 }
 
 // evalForward runs net.Forward with EvalOps and returns the logits and the
 // stem block's output (via ForwardRange), both as float32 slices.
-func evalForward(t *testing.T, net *models.Net, p models.Params, x *tensors.Tensor) (logits, stem []float32) {
+func evalForward(t *testing.T, b compute.Backend, net *models.Net, p models.Params, x *tensors.Tensor) (logits, stem []float32) {
 	t.Helper()
 	names := net.ParamNames()
-	exec, err := graph.NewExec(goBackend(t), func(in []*graph.Node) []*graph.Node {
+	exec, err := graph.NewExec(b, func(in []*graph.Node) []*graph.Node {
 		gp := models.GraphParams{}
 		for i, n := range names {
 			gp[n] = in[i]
@@ -228,9 +224,22 @@ func evalForward(t *testing.T, net *models.Net, p models.Params, x *tensors.Tens
 	return tensors.MustCopyFlatData[float32](out[0]), tensors.MustCopyFlatData[float32](out[1])
 }
 
+// convPathBackend is the test backend under a name that makes nn.ConvAuto
+// (which the models use) take the given path: "go" for the patches path,
+// any other name for the native convolution.
+func convPathBackend(t *testing.T, path nn.ConvPath) compute.Backend {
+	name := "go"
+	if path == nn.ConvNative {
+		name = "native-conv"
+	}
+	b := enginetest.Renamed(goBackend(t), name)
+	if got := nn.AutoPath(b); got != path {
+		t.Fatalf("nn.AutoPath(backend %q) = %d, want %d", name, got, path)
+	}
+	return b
+}
+
 func TestEvalForwardMatchesReference(t *testing.T) {
-	saved := nn.DefaultConvPath
-	defer func() { nn.DefaultConvPath = saved }()
 	for _, c := range []struct {
 		inC, h, w, n, classes int
 		path                  nn.ConvPath
@@ -240,7 +249,6 @@ func TestEvalForwardMatchesReference(t *testing.T) {
 		{2, 7, 7, 3, 5, nn.ConvNative},
 	} {
 		t.Run(fmt.Sprintf("in%d_%dx%d_path%d", c.inC, c.h, c.w, c.path), func(t *testing.T) {
-			nn.DefaultConvPath = c.path
 			net, err := models.CIFARResNet(8, 1, c.inC, c.h, c.w, c.classes)
 			if err != nil {
 				t.Fatal(err)
@@ -253,7 +261,7 @@ func TestEvalForwardMatchesReference(t *testing.T) {
 				xv[i] = float32(r.NormFloat64())
 				xd[i] = float64(xv[i])
 			}
-			logits, stem := evalForward(t, net, p, tensors.FromFlatDataAndDimensions(xv, c.n, c.inC, c.h, c.w))
+			logits, stem := evalForward(t, convPathBackend(t, c.path), net, p, tensors.FromFlatDataAndDimensions(xv, c.n, c.inC, c.h, c.w))
 			want, wantStem := refResNet(8, newRefParams(p), act{c.n, c.inC, c.h, c.w, xd})
 			if len(logits) != c.n*c.classes {
 				t.Fatalf("%d logits, want %d", len(logits), c.n*c.classes)

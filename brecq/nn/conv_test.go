@@ -4,20 +4,44 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/gomlx/compute"
-	_ "github.com/gomlx/compute/gobackend"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
+
+	"github.com/brecq-go/brecq/brecq/engine"
+	"github.com/brecq-go/brecq/brecq/engine/enginetest"
 )
 
 func goBackend(t testing.TB) compute.Backend {
-	b, err := compute.NewWithConfig("go")
+	return enginetest.Backend(t)
+}
+
+var sequentialGo = sync.OnceValues(func() (compute.Backend, error) { return engine.New("go:ops_sequential") })
+
+// nativeBackend is the backend the native ConvGeneral reference runs on: the
+// test backend, except on the Go backend, where it is a second Go backend
+// that executes one op at a time ("go:ops_sequential"). compute v0.1.6's Go
+// backend runs independent ops as tasks of its worker pool, and ConvGeneral
+// waits inside its task for more tasks of that same pool: with ≥ 2·GOMAXPROCS
+// convolutions running at once — the native grouped convolution's gradient
+// has one per group — every task waits and the execution never ends.
+func nativeBackend(t testing.TB) compute.Backend {
+	b := goBackend(t)
+	if b.String() != "go" {
+		return b
+	}
+	seq, err := sequentialGo()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return seq
 }
 
 func randTensor(r *rand.Rand, dims ...int) *tensors.Tensor {
@@ -32,6 +56,16 @@ func randTensor(r *rand.Rand, dims ...int) *tensors.Tensor {
 	return tensors.FromFlatDataAndDimensions(data, dims...)
 }
 
+// local returns a host copy of t, so the same values can be fed to two
+// backends (a tensor once on a backend's device stays bound to it).
+func local(t *tensors.Tensor) *tensors.Tensor {
+	c, err := t.LocalClone()
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
 func maxAbs(v []float32) float64 {
 	m := 0.0
 	for _, x := range v {
@@ -40,10 +74,59 @@ func maxAbs(v []float32) float64 {
 	return m
 }
 
-// TestConvPatchesMatchesNative checks values and gradients (w.r.t. input and
-// kernel) of the patches path against the backend's own convolution.
+// convCase is one convolution compared between the patches path and the
+// backend's native ConvGeneral.
+type convCase struct {
+	C, N, H, W, O, k, stride, groups int
+}
+
+func (c convCase) String() string {
+	return fmt.Sprintf("C%d_%dx%d_O%d_k%d_s%d_g%d", c.C, c.H, c.W, c.O, c.k, c.stride, c.groups)
+}
+
+// checkPatchesMatchNative checks values and gradients (w.r.t. input and
+// kernel) of the patches path against the backend's own convolution
+// (graph.ConvGeneral with feature group count), within 1e-5 of the largest
+// magnitude (at least 1) of each native result.
+func checkPatchesMatchNative(t *testing.T, tc convCase) {
+	t.Helper()
+	checkPathMatchesNative(t, tc, ConvPatches)
+}
+
+// checkPathMatchesNative is checkPatchesMatchNative for any non-native path.
+func checkPathMatchesNative(t *testing.T, tc convCase, path ConvPath) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(1, uint64(tc.C*1000+tc.groups*100+tc.k*10+tc.stride)))
+	x := randTensor(r, tc.C, tc.N, tc.H, tc.W)
+	w := randTensor(r, tc.O, tc.C/tc.groups, tc.k, tc.k)
+	cot := randTensor(r, tc.O, tc.N, ConvOutSize(tc.H, tc.k, tc.stride), ConvOutSize(tc.W, tc.k, tc.stride))
+	run := func(b compute.Backend, path ConvPath) []*tensors.Tensor {
+		e := graph.MustNewExec(b, func(in []*graph.Node) []*graph.Node {
+			y := Conv2D(in[0], in[1], tc.stride, tc.groups, path)
+			loss := graph.ReduceAllSum(graph.Mul(y, in[2]))
+			grads := graph.Gradient(loss, in[0], in[1])
+			return []*graph.Node{y, grads[0], grads[1]}
+		})
+		defer e.Finalize()
+		return e.MustExec(local(x), local(w), local(cot))
+	}
+	got, want := run(goBackend(t), path), run(nativeBackend(t), ConvNative)
+	for i, name := range []string{"y", "dx", "dw"} {
+		if !got[i].Shape().Equal(want[i].Shape()) {
+			t.Fatalf("%s: shape %s, native %s", name, got[i].Shape(), want[i].Shape())
+		}
+		g, wt := tensors.MustCopyFlatData[float32](got[i]), tensors.MustCopyFlatData[float32](want[i])
+		tol := 1e-5 * math.Max(1, maxAbs(wt))
+		for j := range g {
+			if math.Abs(float64(g[j]-wt[j])) > tol {
+				t.Fatalf("%s[%d] = %g, native %g (tol %g)", name, j, g[j], wt[j], tol)
+			}
+		}
+	}
+}
+
+// TestConvPatchesMatchesNative checks dense and depthwise convolutions.
 func TestConvPatchesMatchesNative(t *testing.T) {
-	b := goBackend(t)
 	cases := []struct {
 		C, N, H, O, k, stride, groups int
 	}{
@@ -55,36 +138,88 @@ func TestConvPatchesMatchesNative(t *testing.T) {
 		{5, 2, 7, 5, 3, 1, 5},
 		{5, 2, 8, 5, 3, 2, 5},
 	}
-	for _, tc := range cases {
-		t.Run(fmt.Sprintf("C%d_H%d_O%d_k%d_s%d_g%d", tc.C, tc.H, tc.O, tc.k, tc.stride, tc.groups), func(t *testing.T) {
-			r := rand.New(rand.NewPCG(1, uint64(tc.C*100+tc.k*10+tc.stride)))
-			x := randTensor(r, tc.C, tc.N, tc.H, tc.H)
-			w := randTensor(r, tc.O, tc.C/tc.groups, tc.k, tc.k)
-			ho := ConvOutSize(tc.H, tc.k, tc.stride)
-			cot := randTensor(r, tc.O, tc.N, ho, ho)
-			run := func(path ConvPath) []*tensors.Tensor {
-				e := graph.MustNewExec(b, func(in []*graph.Node) []*graph.Node {
-					y := Conv2D(in[0], in[1], tc.stride, tc.groups, path)
-					loss := graph.ReduceAllSum(graph.Mul(y, in[2]))
-					grads := graph.Gradient(loss, in[0], in[1])
-					return []*graph.Node{y, grads[0], grads[1]}
-				})
-				return e.MustExec(x, w, cot)
+	for _, c := range cases {
+		tc := convCase{c.C, c.N, c.H, c.H, c.O, c.k, c.stride, c.groups}
+		t.Run(tc.String(), func(t *testing.T) { checkPatchesMatchNative(t, tc) })
+	}
+}
+
+// TestGroupedConvPatchesMatchesNative covers kernels 1, 3, 5, 7 at strides 1
+// and 2 for every kind of grouping the paper's networks use: depthwise
+// (groups = channels, MobileNetV2 / MNasNet), depthwise with a channel
+// multiplier (out = 2·in), and grouped with group width 2 or 4 and unequal
+// in / out widths (RegNetX), on non-square odd and even images.
+func TestGroupedConvPatchesMatchesNative(t *testing.T) {
+	groupings := []struct{ C, O, groups int }{
+		{6, 6, 6},  // depthwise
+		{4, 8, 4},  // depthwise, channel multiplier 2
+		{8, 12, 4}, // group width 2 in, 3 out
+		{12, 6, 3}, // group width 4 in, 2 out
+		{8, 8, 2},  // group width 4
+	}
+	for _, gr := range groupings {
+		for _, k := range []int{1, 3, 5, 7} {
+			for _, stride := range []int{1, 2} {
+				tc := convCase{gr.C, 2, 9, 8, gr.O, k, stride, gr.groups}
+				t.Run(tc.String(), func(t *testing.T) { checkPatchesMatchNative(t, tc) })
 			}
-			got, want := run(ConvPatches), run(ConvNative)
-			for i, name := range []string{"y", "dx", "dw"} {
-				g, wt := tensors.MustCopyFlatData[float32](got[i]), tensors.MustCopyFlatData[float32](want[i])
-				if len(g) != len(wt) {
-					t.Fatalf("%s: size %d, want %d", name, len(g), len(wt))
+		}
+	}
+}
+
+// TestShiftDotPatches checks the patches built by shift matrices
+// (convShiftDot, dense 3×3 stride 1) against the native convolution, and
+// that they give exactly the values, input and kernel gradients of the
+// Slice-built patches: each patch entry is one input value times 1 plus
+// zeros, so no rounding differs.
+func TestShiftDotPatches(t *testing.T) {
+	for _, tc := range []convCase{
+		{3, 2, 7, 7, 4, 3, 1, 1},
+		{5, 3, 9, 6, 4, 3, 1, 1},
+		{8, 2, 1, 1, 8, 3, 1, 1},
+	} {
+		t.Run(tc.String(), func(t *testing.T) {
+			checkPathMatchesNative(t, tc, convShiftDot)
+			r := rand.New(rand.NewPCG(3, uint64(tc.H)))
+			x := randTensor(r, tc.C, tc.N, tc.H, tc.W)
+			w := randTensor(r, tc.O, tc.C, 3, 3)
+			e := graph.MustNewExec(goBackend(t), func(in []*graph.Node) []*graph.Node {
+				var out []*graph.Node
+				for _, path := range []ConvPath{ConvPatches, convShiftDot} {
+					y := Conv2D(in[0], in[1], 1, 1, path)
+					grads := graph.Gradient(graph.ReduceAllSum(graph.Mul(y, y)), in[0], in[1])
+					out = append(out, y, grads[0], grads[1])
 				}
-				tol := 1e-5 * math.Max(1, maxAbs(wt))
-				for j := range g {
-					if math.Abs(float64(g[j]-wt[j])) > tol {
-						t.Fatalf("%s[%d] = %g, native %g (tol %g)", name, j, g[j], wt[j], tol)
+				return out
+			})
+			defer e.Finalize()
+			res := e.MustExec(x, w)
+			for i, name := range []string{"y", "dx", "dw"} {
+				a, b := tensors.MustCopyFlatData[float32](res[i]), tensors.MustCopyFlatData[float32](res[i+3])
+				if !slices.Equal(a, b) {
+					worst := 0.0
+					for j := range a {
+						worst = math.Max(worst, math.Abs(float64(a[j]-b[j])))
 					}
+					t.Errorf("%s: shift-dot patches differ from slice patches, max |difference| %g", name, worst)
 				}
 			}
 		})
+	}
+}
+
+// TestDepthwiseRoutes checks both depthwise routes against the native
+// convolution, values and both gradients, whichever one ConvPatches takes at
+// the size: banded row matrices (convBanded) and the patches multiplied in
+// one DotGeneral batched over channels (convBatched).
+func TestDepthwiseRoutes(t *testing.T) {
+	for _, path := range []ConvPath{convBanded, convBatched} {
+		for _, k := range []int{1, 3, 5, 7} {
+			for _, stride := range []int{1, 2} {
+				tc := convCase{6, 2, 9, 8, 6, k, stride, 6}
+				t.Run(fmt.Sprintf("path%d_%s", path, tc), func(t *testing.T) { checkPathMatchesNative(t, tc, path) })
+			}
+		}
 	}
 }
 
@@ -106,25 +241,66 @@ func TestConvHandComputed(t *testing.T) {
 	}
 }
 
-func BenchmarkConv3x3FwdBwd(b *testing.B) {
-	be := goBackend(b)
-	r := rand.New(rand.NewPCG(1, 2))
-	x := randTensor(r, 16, 32, 28, 28)
-	w := randTensor(r, 16, 16, 3, 3)
-	for _, path := range []ConvPath{ConvPatches} {
-		e := graph.MustNewExec(be, func(in []*graph.Node) []*graph.Node {
-			y := Conv2D(in[0], in[1], 1, 1, path)
-			loss := graph.ReduceAllSum(graph.Mul(y, y))
-			grads := graph.Gradient(loss, in[0], in[1])
-			return []*graph.Node{loss, grads[0], grads[1]}
-		})
-		e.MustExec(x, w)
-		b.Run(fmt.Sprint("path", int(path)), func(b *testing.B) {
-			for b.Loop() {
-				e.MustExec(x, w)
+// TestGroupedConvHandComputed checks a 2-group 3×3 convolution (2 input
+// channels per group, 1 output each) against values computed by hand, on
+// both paths: y[0] reads only channels 0, 1 and y[1] only channels 2, 3.
+func TestGroupedConvHandComputed(t *testing.T) {
+	ramp := []float32{1, 2, 3, 4, 5, 6, 7, 8, 9}
+	var xv []float32
+	xv = append(xv, ramp...)                   // channel 0: 1..9
+	xv = append(xv, 1, 1, 1, 1, 1, 1, 1, 1, 1) // channel 1: ones
+	xv = append(xv, ramp...)                   // channel 2: 1..9
+	xv = append(xv, 2, 2, 2, 2, 2, 2, 2, 2, 2) // channel 3: twos
+	ones, centre := []float32{1, 1, 1, 1, 1, 1, 1, 1, 1}, []float32{0, 0, 0, 0, 1, 0, 0, 0, 0}
+	var wv []float32
+	wv = append(append(wv, ones...), centre...) // y[0] = Σ3×3 x0 + x1 at centre
+	wv = append(append(wv, centre...), ones...) // y[1] = x2 at centre + Σ3×3 x3
+	x := tensors.FromFlatDataAndDimensions(xv, 4, 1, 3, 3)
+	w := tensors.FromFlatDataAndDimensions(wv, 2, 2, 3, 3)
+	// y[0] corner (0,0): 1+2+4+5 + 1 = 13; centre: 45 + 1 = 46.
+	// y[1] corner (0,0): 1 + 4·2 = 9; centre: 5 + 9·2 = 23.
+	want := []float32{13, 22, 17, 28, 46, 34, 25, 40, 29, 9, 14, 11, 16, 23, 18, 15, 20, 17}
+	for _, path := range []ConvPath{ConvPatches, ConvNative} {
+		b := goBackend(t)
+		if path == ConvNative {
+			b = nativeBackend(t)
+		}
+		y := graph.MustExecOnce(b, func(x, w *graph.Node) *graph.Node { return Conv2D(x, w, 1, 2, path) }, local(x), local(w))
+		if got := tensors.MustCopyFlatData[float32](y); !slices.Equal(got, want) {
+			t.Errorf("path %d: y = %v, want %v", path, got, want)
+		}
+	}
+}
+
+// TestAutoPathFromBackend checks that ConvAuto takes the path of the graph's
+// backend: patches (no ConvGeneral node) on the Go backend, the native
+// ConvGeneral on any other backend.
+func TestAutoPathFromBackend(t *testing.T) {
+	gob := enginetest.Renamed(goBackend(t), "go")
+	other := enginetest.Renamed(goBackend(t), "xla")
+	if got := AutoPath(gob); got != ConvPatches {
+		t.Errorf("AutoPath(go) = %d, want ConvPatches", got)
+	}
+	if got := AutoPath(other); got != ConvNative {
+		t.Errorf("AutoPath(xla) = %d, want ConvNative", got)
+	}
+	for _, c := range []struct {
+		b          compute.Backend
+		wantNative bool
+	}{{gob, false}, {other, true}} {
+		g := graph.NewGraph(c.b, "conv")
+		x := graph.Parameter(g, "x", shapes.Make(dtypes.Float32, 4, 2, 6, 6))
+		w := graph.Parameter(g, "w", shapes.Make(dtypes.Float32, 4, 4, 3, 3))
+		Conv2D(x, w, 1, 1, ConvAuto)
+		native := false
+		for _, n := range g.Nodes() {
+			if strings.Contains(n.String(), " ConvGeneral(") {
+				native = true
 			}
-			flops := 3 * 2.0 * 16 * 16 * 9 * 32 * 28 * 28
-			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-		})
+		}
+		if native != c.wantNative {
+			t.Errorf("backend %q: graph has a ConvGeneral node: %v, want %v", c.b.String(), native, c.wantNative)
+		}
+		g.Finalize()
 	}
 }

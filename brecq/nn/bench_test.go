@@ -1,0 +1,70 @@
+package nn
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/gomlx/gomlx/core/graph"
+)
+
+// convBenchCases are the convolutions timed by BenchmarkConvFwdBwd: the
+// dense 3×3 shapes of ResNet-20's stages 1 and 3, MobileNetV2-style
+// depthwise 3×3 at stride 1 and 2 (56×56, and 112×112 where the depthwise
+// route changes, see bandedMaxOutWidth), and a RegNetX-style grouped 3×3
+// (group width 16).
+var convBenchCases = []struct {
+	name                          string
+	C, N, H, O, k, stride, groups int
+}{
+	{"dense16_28x28", 16, 32, 28, 16, 3, 1, 1},
+	{"dense64_7x7", 64, 32, 7, 64, 3, 1, 1},
+	{"depthwise32_56x56_s1", 32, 32, 56, 32, 3, 1, 32},
+	{"depthwise32_56x56_s2", 32, 32, 56, 32, 3, 2, 32},
+	{"depthwise32_112x112_b8_s1", 32, 8, 112, 32, 3, 1, 32},
+	{"depthwise96_112x112_b8_s2", 96, 8, 112, 96, 3, 2, 96},
+	{"grouped48g3_28x28", 48, 32, 28, 48, 3, 1, 3},
+}
+
+// BenchmarkConvFwdBwd times one forward and backward pass (y, dL/dx, dL/dw
+// for L = Σ y²) per path ("shiftdot": the patches built by shift matrices,
+// dense 3×3 stride 1 only; "banded", "batched": the two depthwise routes of
+// ConvPatches, forced); the metric ms/op is one such pass. The native path
+// runs on nativeBackend (on the Go backend: ops one at a time, see there).
+func BenchmarkConvFwdBwd(b *testing.B) {
+	for _, c := range convBenchCases {
+		r := rand.New(rand.NewPCG(1, 2))
+		x := randTensor(r, c.C, c.N, c.H, c.H)
+		w := randTensor(r, c.O, c.C/c.groups, c.k, c.k)
+		for _, p := range []struct {
+			name string
+			path ConvPath
+		}{{"patches", ConvPatches}, {"shiftdot", convShiftDot}, {"banded", convBanded}, {"batched", convBatched}, {"native", ConvNative}} {
+			if (p.path == convBanded || p.path == convBatched) && (c.groups != c.C || c.O != c.C) {
+				continue
+			}
+			if p.path == convShiftDot && (c.groups != 1 || c.k != 3 || c.stride != 1) {
+				continue
+			}
+			b.Run(fmt.Sprintf("%s/%s", c.name, p.name), func(b *testing.B) {
+				be := goBackend(b)
+				if p.path == ConvNative {
+					be = nativeBackend(b)
+				}
+				x, w := local(x), local(w)
+				e := graph.MustNewExec(be, func(in []*graph.Node) []*graph.Node {
+					y := Conv2D(in[0], in[1], c.stride, c.groups, p.path)
+					loss := graph.ReduceAllSum(graph.Mul(y, y))
+					grads := graph.Gradient(loss, in[0], in[1])
+					return []*graph.Node{loss, grads[0], grads[1]}
+				})
+				defer e.Finalize()
+				e.MustExec(x, w)
+				for b.Loop() {
+					e.MustExec(x, w)
+				}
+				b.ReportMetric(b.Elapsed().Seconds()*1e3/float64(b.N), "ms/op")
+			})
+		}
+	}
+}
