@@ -54,21 +54,13 @@ func (m Mode) Weight(name string) RoundingMode {
 // FPMode is the full-precision network (no quantization anywhere).
 func FPMode() Mode { return Mode{DefaultWeights: RoundOff} }
 
-// ActPoints lists the activation points of net in execution order: the stem
-// output, and for each basic block the ReLU output after its first conv and
-// the block output.
-func ActPoints(net *models.Net) []string {
-	var pts []string
-	for _, b := range net.Blocks {
-		switch b.Kind {
-		case models.Stem:
-			pts = append(pts, b.Name)
-		case models.Basic:
-			pts = append(pts, b.Layers[0].Name, b.Name)
-		}
-	}
-	return pts
-}
+// ActPoints lists the activation points net declares, in execution order
+// (models.Net.ActPoints): per block, its layers' points (a layer's output
+// after its activation, named by the layer) and its output point (after the
+// residual addition and activation, named by the block). For ResNet-20: the
+// stem output, and for each basic block the ReLU output after its first conv
+// and the block output.
+func ActPoints(net *models.Net) []string { return net.ActPoints() }
 
 // feed is the flat list of tensors passed to a graph, with their names.
 type feed struct {

@@ -59,10 +59,13 @@ func (u *Unit) String() string { return u.Name }
 
 // Units splits net into reconstruction units at granularity g, in network
 // order. The stem is never a unit (it stays at nearest rounding, 8 bits).
-// Layer: each weight layer (conv1, conv2, shortcut of every block; the
-// classifier). Block: each residual block, then the classifier. Stage: each
-// stage's blocks together, then the classifier. Net: every block after the
-// stem and the head, as one unit ending at the logits.
+// Layer: each weight layer of every body block (its main-path layers, then
+// its shortcut; a block made of one layer without a residual is that
+// layer's unit), then the classifier. Block: each body block (a residual
+// block, an inverted residual, a plain chain), then the classifier. Stage:
+// each stage's blocks together, then the classifier. Net: every block after
+// the stem and the head, as one unit ending at the logits. A unit owns the
+// activation points its blocks or layer declare.
 func Units(net *models.Net, g Granularity) ([]*Unit, error) {
 	var units []*Unit
 	head := len(net.Blocks) - 1
@@ -77,13 +80,13 @@ func Units(net *models.Net, g Granularity) ([]*Unit, error) {
 		for i := first; i <= last; i++ {
 			b := net.Blocks[i]
 			u.Layers = append(u.Layers, b.AllLayers()...)
-			if b.Kind == models.Basic {
-				u.ActPoints = append(u.ActPoints, b.Layers[0].Name, b.Name)
-			}
+			u.ActPoints = append(u.ActPoints, b.Points()...)
 		}
 		if net.Blocks[last].Kind == models.Head {
 			u.outKind = outLogits
 		} else {
+			// The block output passes through Ops.Act under the block name
+			// whether or not it is a declared point.
 			u.outKind, u.outName = outAct, net.Blocks[last].Name
 		}
 		u.forward = func(ops models.Ops, x *graph.Node) *graph.Node {
@@ -92,38 +95,50 @@ func Units(net *models.Net, g Granularity) ([]*Unit, error) {
 		}
 		return u
 	}
+	var body []int
+	for i, b := range net.Blocks {
+		if b.Body() {
+			body = append(body, i)
+		}
+	}
 	switch g {
 	case Layer:
-		for i, b := range net.Blocks {
-			if b.Kind != models.Basic {
+		for _, i := range body {
+			b := net.Blocks[i]
+			if len(b.Layers) == 1 && !b.Residual {
+				units = append(units, blockRange(b.Layers[0].Name, i, i))
 				continue
 			}
-			c1, c2 := b.Layers[0], b.Layers[1]
-			units = append(units, &Unit{Name: c1.Name, Layers: []*models.Layer{c1}, ActPoints: []string{c1.Name},
-				InLayer: c1.Name, outKind: outAct, outName: c1.Name, first: i, last: i,
-				forward: func(ops models.Ops, x *graph.Node) *graph.Node {
-					return ops.Act(c1.Name, graph.MaxScalar(ops.Layer(c1, x), 0.0))
-				}})
-			units = append(units, &Unit{Name: c2.Name, Layers: []*models.Layer{c2}, InLayer: c2.Name,
-				outKind: outLayer, outName: c2.Name, first: i, last: i,
-				forward: func(ops models.Ops, x *graph.Node) *graph.Node { return ops.Layer(c2, x) }})
-			if sc := b.Shortcut; sc != nil {
-				units = append(units, &Unit{Name: sc.Name, Layers: []*models.Layer{sc}, InLayer: sc.Name,
-					outKind: outLayer, outName: sc.Name, first: i, last: i,
-					forward: func(ops models.Ops, x *graph.Node) *graph.Node { return ops.Layer(sc, x) }})
+			for _, l := range b.AllLayers() {
+				l := l
+				u := &Unit{Name: l.Name, Layers: []*models.Layer{l}, InLayer: l.Name, first: i, last: i}
+				if l.Point {
+					// Output read at the layer's own activation point.
+					u.ActPoints, u.outKind, u.outName = []string{l.Name}, outAct, l.Name
+					u.forward = func(ops models.Ops, x *graph.Node) *graph.Node {
+						return ops.Act(l.Name, models.Activate(l.Act, ops.Layer(l, x)))
+					}
+				} else {
+					// Output read at the layer (with its folded bias), before
+					// any activation: the value that enters the residual addition.
+					u.outKind, u.outName = outLayer, l.Name
+					u.forward = func(ops models.Ops, x *graph.Node) *graph.Node { return ops.Layer(l, x) }
+				}
+				units = append(units, u)
 			}
 		}
 		units = append(units, fcUnit)
 	case Block:
-		for i, b := range net.Blocks {
-			if b.Kind == models.Basic {
-				units = append(units, blockRange(b.Name, i, i))
-			}
+		for _, i := range body {
+			units = append(units, blockRange(net.Blocks[i].Name, i, i))
 		}
 		units = append(units, fcUnit)
 	case Stage:
 		for s := 1; s <= net.NumStages; s++ {
 			idx := net.StageBlocks(s)
+			if len(idx) == 0 {
+				return nil, fmt.Errorf("%s: stage %d has no blocks", net.Name, s)
+			}
 			units = append(units, blockRange(fmt.Sprintf("stage%d", s), idx[0], idx[len(idx)-1]))
 		}
 		units = append(units, fcUnit)

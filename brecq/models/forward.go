@@ -2,6 +2,7 @@ package models
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/gomlx/gomlx/core/graph"
 
@@ -15,9 +16,11 @@ type Ops interface {
 	// Layer applies weight layer l (with its BatchNorm or folded bias, without
 	// the ReLU) to x: [C,N,H,W] for convolutions, [C,N] for linear layers.
 	Layer(l *Layer, x *graph.Node) *graph.Node
-	// Act is applied at every activation a quantized network quantizes: the
-	// stem output (point "conv1"), the ReLU output inside a block (the name of
-	// its first conv) and each block output (the block name).
+	// Act is applied at every activation point the description declares
+	// (Net.ActPoints: a layer's output after its activation, named by the
+	// layer; a block's output, named by the block) and also at every block
+	// output that is not declared, so hooks can observe it; an
+	// implementation quantizes only the declared points.
 	Act(point string, x *graph.Node) *graph.Node
 }
 
@@ -51,28 +54,81 @@ func (n *Net) ForwardRange(ops Ops, h *graph.Node, from, to int) *graph.Node {
 // LastBodyBlock is the index of the block whose output feeds the head.
 func (n *Net) LastBodyBlock() int { return len(n.Blocks) - 2 }
 
-// ForwardBlock builds one block on its input h. For the stem and the basic
-// blocks, the block's output activation point is applied; for the head, the
-// global average pool and the classifier.
+// ForwardBlock builds one block on its input h. For every block but the
+// head, with f_i(v) = Act(l_i, a_i(layer_i(v))) when layer i declares a point
+// and a_i(layer_i(v)) otherwise:
+//
+//	y = Act(B, a_B(f_L(…f_1(h)) + r(h))),  r(h) = Shortcut(h), h or 0 (Residual)
+//
+// then a 3×3 stride-2 max-pool when b.MaxPool. For the head, the global
+// average pool and the classifier.
 func (n *Net) ForwardBlock(ops Ops, b *Block, h *graph.Node, _ bool) *graph.Node {
-	switch b.Kind {
-	case Stem:
-		return ops.Act(b.Name, relu(ops.Layer(b.Layers[0], h)))
-	case Basic:
-		c1, c2 := b.Layers[0], b.Layers[1]
-		y := ops.Act(c1.Name, relu(ops.Layer(c1, h)))
-		y = ops.Layer(c2, y)
-		sc := h
-		if b.Shortcut != nil {
-			sc = ops.Layer(b.Shortcut, h)
-		}
-		return ops.Act(b.Name, relu(graph.Add(y, sc)))
-	case Head:
+	if b.Kind == Head {
 		pooled := graph.ReduceMean(h, 2, 3) // [C, N]
 		logits := ops.Layer(b.Layers[0], pooled)
 		return graph.Transpose(logits, 0, 1) // [N, classes]
 	}
-	panic(fmt.Sprintf("models: unknown block kind %d", b.Kind))
+	y := h
+	for _, l := range b.Layers {
+		y = Activate(l.Act, ops.Layer(l, y))
+		if l.Point {
+			y = ops.Act(l.Name, y)
+		}
+	}
+	if b.Residual {
+		sc := h
+		if b.Shortcut != nil {
+			sc = ops.Layer(b.Shortcut, h)
+		}
+		y = graph.Add(y, sc)
+	}
+	y = ops.Act(b.Name, Activate(b.Act, y))
+	if b.MaxPool {
+		y = MaxPool3x3S2(y)
+	}
+	return y
+}
+
+// Activate applies a: identity, max(x, 0) or min(max(x, 0), 6).
+func Activate(a Activation, x *graph.Node) *graph.Node {
+	switch a {
+	case NoAct:
+		return x
+	case ReLU:
+		return graph.MaxScalar(x, 0.0)
+	case ReLU6:
+		return graph.MinScalar(graph.MaxScalar(x, 0.0), 6.0)
+	}
+	panic(fmt.Sprintf("models: unknown activation %d", int(a)))
+}
+
+// MaxPool3x3S2 is PyTorch's MaxPool2d(kernel_size=3, stride=2, padding=1) on
+// x [C,N,H,W]: y[c,n,i,j] = max_{u,v∈{0,1,2}} x̃[c,n,2i+u,2j+v], x̃ padded by
+// one row / column of −∞ on each side; output ⌊(H−1)/2⌋+1 × ⌊(W−1)/2⌋+1. It
+// is built from strided slices and element-wise maxima, so it has a gradient
+// on every backend.
+func MaxPool3x3S2(x *graph.Node) *graph.Node {
+	d := x.Shape().Dimensions
+	g := x.Graph()
+	neg := func(dims ...int) *graph.Node {
+		return graph.BroadcastToDims(graph.Scalar(g, x.DType(), math.Inf(-1)), dims...)
+	}
+	xp := graph.Concatenate([]*graph.Node{neg(d[0], d[1], 1, d[3]), x, neg(d[0], d[1], 1, d[3])}, 2)
+	xp = graph.Concatenate([]*graph.Node{neg(d[0], d[1], d[2]+2, 1), xp, neg(d[0], d[1], d[2]+2, 1)}, 3)
+	ho, wo := (d[2]-1)/2+1, (d[3]-1)/2+1
+	var y *graph.Node
+	for u := 0; u < 3; u++ {
+		for v := 0; v < 3; v++ {
+			s := graph.Slice(xp, graph.AxisRange(), graph.AxisRange(),
+				graph.AxisRange(u, u+2*(ho-1)+1).Stride(2), graph.AxisRange(v, v+2*(wo-1)+1).Stride(2))
+			if y == nil {
+				y = s
+			} else {
+				y = graph.Max(y, s)
+			}
+		}
+	}
+	return y
 }
 
 // LinearOp applies the layer's weight and optional bias: conv2d for Conv
@@ -132,6 +188,3 @@ func (o EvalOps) Layer(l *Layer, x *graph.Node) *graph.Node {
 
 // Act implements Ops (identity).
 func (o EvalOps) Act(_ string, x *graph.Node) *graph.Node { return x }
-
-// relu is max(x, 0).
-func relu(x *graph.Node) *graph.Node { return graph.MaxScalar(x, 0.0) }

@@ -28,31 +28,127 @@ type Layer struct {
 	In, Out        int
 	Kernel, Stride int
 	Groups         int
-	BN             string // BatchNorm parameter prefix following this layer, "" if none
-	ReLU           bool   // a ReLU directly follows this layer (and its BN)
-	Bias           bool   // the layer has its own bias (Linear); after BN folding every conv has one
+	BN             string     // BatchNorm parameter prefix following this layer, "" if none
+	Act            Activation // the activation directly following this layer (and its BN)
+	// Point declares the layer's output, after Act, an activation point
+	// named Name: a quantized network quantizes it there.
+	Point bool
+	Bias  bool // the layer has its own bias (Linear); after BN folding every conv has one
 }
 
-// BlockKind tells the stem, residual blocks and the head apart.
+// Activation is the element-wise function following a layer or a residual addition.
+type Activation int
+
+const (
+	// NoAct is the identity (a linear projection, a residual branch before the addition).
+	NoAct Activation = iota
+	// ReLU is max(x, 0).
+	ReLU
+	// ReLU6 is min(max(x, 0), 6) (MobileNetV2).
+	ReLU6
+)
+
+// String names the activation as PyTorch does.
+func (a Activation) String() string {
+	switch a {
+	case NoAct:
+		return "identity"
+	case ReLU:
+		return "ReLU"
+	case ReLU6:
+		return "ReLU6"
+	}
+	return fmt.Sprintf("Activation(%d)", int(a))
+}
+
+// BlockKind names a block's structure. What a block computes is given by its
+// fields (Layers, Residual, Shortcut, Act, MaxPool), the same for every kind:
+//
+//	y = a_B(f_L(…f_1(x)) + r(x)),  f_i(v) = a_i(layer_i(v)),  r(x) = Shortcut(x), x or 0
+//
+// followed by a 3×3 stride-2 max-pool when MaxPool is set.
 type BlockKind int
 
 const (
-	// Stem is the first convolution (+BN+ReLU); it is not reconstructed.
+	// Stem is the first convolution (+BN+activation, ResNet: + max-pool); it is not reconstructed.
 	Stem BlockKind = iota
-	// Basic is a residual BasicBlock: relu(bn2(conv2(relu(bn1(conv1 x)))) + shortcut(x)).
+	// Basic is a ResNet BasicBlock: relu(bn2(conv2(relu(bn1(conv1 x)))) + shortcut(x)).
 	Basic
-	// Head is global average pooling followed by the classifier.
+	// Head is global average pooling followed by the classifier (dropout is ignored: inference).
 	Head
+	// Bottleneck is a ResNet Bottleneck: relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1 x)))))) + shortcut(x)),
+	// the stride on the 3×3 conv2 (torchvision's ResNet v1.5).
+	Bottleneck
+	// ResBottleneck is a RegNetX block: relu(c(relu(b(relu(a x)))) + proj(x)), b a grouped 3×3
+	// convolution with the stage's group width, a and c 1×1, each with its BN.
+	ResBottleneck
+	// InvertedResidual is a MobileNetV2 / MNASNet block: 1×1 expansion + activation, k×k
+	// depthwise + activation, 1×1 linear projection, plus x when the stride is 1 and in = out.
+	InvertedResidual
+	// Chain is a plain sequence of layers without a residual (MobileNetV2's last 1×1 conv,
+	// MNASNet's depthwise-separable conv).
+	Chain
 )
+
+// String names the block kind.
+func (k BlockKind) String() string {
+	switch k {
+	case Stem:
+		return "stem"
+	case Basic:
+		return "basic"
+	case Head:
+		return "head"
+	case Bottleneck:
+		return "bottleneck"
+	case ResBottleneck:
+		return "res-bottleneck"
+	case InvertedResidual:
+		return "inverted-residual"
+	case Chain:
+		return "chain"
+	}
+	return fmt.Sprintf("BlockKind(%d)", int(k))
+}
 
 // Block is one node of the network's top-level chain: the unit of
 // block-wise reconstruction.
 type Block struct {
 	Name     string // "conv1" for the stem, "layer2.0", "fc" for the head
 	Kind     BlockKind
-	Stage    int      // 0 for stem, 1.. for residual stages, -1 for the head
-	Layers   []*Layer // in execution order: conv1, conv2 (Basic); the single layer otherwise
-	Shortcut *Layer   // downsample 1x1 conv, or nil for the identity shortcut
+	Stage    int      // 0 for stem, 1.. for the body's stages, -1 for the head
+	Layers   []*Layer // the main path in execution order (conv1, conv2 for Basic); the single layer otherwise
+	Shortcut *Layer   // projection shortcut (1x1 conv + BN), or nil
+	// Residual adds the block input — through Shortcut when it is set — to
+	// the main path's output.
+	Residual bool
+	// Act follows the residual addition (or the main path when there is none).
+	Act Activation
+	// OutPoint declares the block output (after Act) an activation point
+	// named Name. Whether declared or not, Forward passes every block output
+	// through Ops.Act(Name, ·), so a caller can observe it there.
+	OutPoint bool
+	// MaxPool applies a 3×3 stride-2 max-pool with padding 1 after the output
+	// point (ResNet's stem).
+	MaxPool bool
+}
+
+// Body reports whether b is a body block: neither the stem nor the head.
+func (b *Block) Body() bool { return b.Kind != Stem && b.Kind != Head }
+
+// Points lists the activation points b declares, in execution order: its
+// layers' points, then its output point.
+func (b *Block) Points() []string {
+	var pts []string
+	for _, l := range b.Layers {
+		if l.Point {
+			pts = append(pts, l.Name)
+		}
+	}
+	if b.OutPoint {
+		pts = append(pts, b.Name)
+	}
+	return pts
 }
 
 // AllLayers lists the block's weight layers: Layers then Shortcut.
@@ -93,11 +189,21 @@ func (n *Net) Layer(name string) *Layer {
 	return nil
 }
 
-// StageBlocks returns the indices in Blocks of the residual blocks of stage s (1-based).
+// ActPoints lists every activation point the description declares, in
+// execution order (see Block.Points).
+func (n *Net) ActPoints() []string {
+	var pts []string
+	for _, b := range n.Blocks {
+		pts = append(pts, b.Points()...)
+	}
+	return pts
+}
+
+// StageBlocks returns the indices in Blocks of the body blocks of stage s (1-based).
 func (n *Net) StageBlocks(s int) []int {
 	var idx []int
 	for i, b := range n.Blocks {
-		if b.Kind == Basic && b.Stage == s {
+		if b.Body() && b.Stage == s {
 			idx = append(idx, i)
 		}
 	}

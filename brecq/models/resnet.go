@@ -23,8 +23,8 @@ func CIFARResNet(depth, width, inC, h, w, classes int) (*Net, error) {
 		net.Name = fmt.Sprintf("resnet%d-w%d", depth, width)
 	}
 	net.Blocks = append(net.Blocks, &Block{Name: "conv1", Kind: Stem, Stage: 0, Layers: []*Layer{{
-		Name: "conv1", Kind: Conv, In: inC, Out: c0, Kernel: 3, Stride: 1, Groups: 1, BN: "bn1", ReLU: true,
-	}}})
+		Name: "conv1", Kind: Conv, In: inC, Out: c0, Kernel: 3, Stride: 1, Groups: 1, BN: "bn1", Act: ReLU,
+	}}, OutPoint: true})
 	in := c0
 	for s := 1; s <= 3; s++ {
 		out := c0 << (s - 1)
@@ -34,8 +34,8 @@ func CIFARResNet(depth, width, inC, h, w, classes int) (*Net, error) {
 				stride = 2
 			}
 			p := fmt.Sprintf("layer%d.%d", s, j)
-			b := &Block{Name: p, Kind: Basic, Stage: s, Layers: []*Layer{
-				{Name: p + ".conv1", Kind: Conv, In: in, Out: out, Kernel: 3, Stride: stride, Groups: 1, BN: p + ".bn1", ReLU: true},
+			b := &Block{Name: p, Kind: Basic, Stage: s, Residual: true, Act: ReLU, OutPoint: true, Layers: []*Layer{
+				{Name: p + ".conv1", Kind: Conv, In: in, Out: out, Kernel: 3, Stride: stride, Groups: 1, BN: p + ".bn1", Act: ReLU, Point: true},
 				{Name: p + ".conv2", Kind: Conv, In: out, Out: out, Kernel: 3, Stride: 1, Groups: 1, BN: p + ".bn2"},
 			}}
 			if stride != 1 || in != out {
