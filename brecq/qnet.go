@@ -29,31 +29,6 @@ type QNet struct {
 	ABits map[string]int
 }
 
-// Mode says, for one graph, how each layer's weights are rounded and which
-// activation points are quantized. Layers missing from Weights use
-// DefaultWeights; points missing from Acts are unquantized.
-type Mode struct {
-	DefaultWeights RoundingMode
-	Weights        map[string]RoundingMode
-	Acts           map[string]bool
-	// DropProb, when in (0, 1), is QDrop: each element at a switched-on
-	// activation point keeps its quantized value with probability DropProb
-	// and its full-precision value otherwise (a fresh draw per element and
-	// per pass: x̃ = m·q(x) + (1 − m)·x, m ~ Bernoulli(DropProb)).
-	DropProb float64
-}
-
-// Weight returns the rounding mode of layer name.
-func (m Mode) Weight(name string) RoundingMode {
-	if r, ok := m.Weights[name]; ok {
-		return r
-	}
-	return m.DefaultWeights
-}
-
-// FPMode is the full-precision network (no quantization anywhere).
-func FPMode() Mode { return Mode{DefaultWeights: RoundOff} }
-
 // ActPoints lists the activation points of net in execution order: the stem
 // output, and for each basic block the ReLU output after its first conv and
 // the block output.
@@ -156,9 +131,6 @@ type qOps struct {
 	// must be set when mode.DropProb is in (0, 1).
 	rng *graph.Node
 }
-
-// dropping reports whether the mode draws QDrop masks.
-func (m Mode) dropping() bool { return m.DropProb > 0 && m.DropProb < 1 }
 
 // drop returns q where a uniform draw falls below DropProb and x elsewhere,
 // advancing the random state.

@@ -1,0 +1,22 @@
+package brecq
+
+import (
+	"github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+)
+
+// Logits evaluates the network under mode on images [N,C,H,W] in batches.
+func (r *Quantizer) Evaluator(mode Mode) (func(*tensors.Tensor) (*tensors.Tensor, error), func()) {
+	f := r.Q.feed(nil)
+	exec := graph.MustNewExec(r.backend, func(in []*graph.Node) []*graph.Node {
+		ops := &qOps{q: r.Q, n: f.nodes(in), mode: mode}
+		return []*graph.Node{r.Q.Net.Forward(ops, in[len(f.names)])}
+	})
+	return func(x *tensors.Tensor) (*tensors.Tensor, error) {
+		res, err := exec.Exec(f.args(x)...)
+		if err != nil {
+			return nil, err
+		}
+		return res[0], nil
+	}, exec.Finalize
+}
