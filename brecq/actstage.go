@@ -2,11 +2,10 @@ package brecq
 
 import (
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/brecq-go/brecq/brecq/models"
-	"github.com/brecq-go/brecq/internal/progress"
+	"github.com/brecq-go/brecq/brecq/optim"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 )
@@ -15,7 +14,7 @@ import (
 // with everything upstream quantized, weights rounded by w) and, when learn
 // is set, learns the step sizes with LSQ unit by unit.
 func (r *Quantizer) activationStage(w RoundingMode, learn bool) error {
-	o := r.Opt
+	o := r.opt
 	net := r.Q.Net
 	on := map[string]bool{}
 	// The stem output: range from the calibration images.
@@ -87,7 +86,7 @@ func (r *Quantizer) initActPoints(u *Unit, xin *cache, on map[string]bool, w Rou
 				}
 				return nil
 			}
-			x := in[len(f.names)]
+			x := in[len(f.keys)]
 			if fromImages {
 				x = models.ToCNHW(x)
 			}
@@ -105,16 +104,19 @@ func (r *Quantizer) initActPoints(u *Unit, xin *cache, on map[string]bool, w Rou
 			for i := range idx {
 				idx[i] = i
 			}
-			x = xin.batch(idx)
+			if x, err = xin.batch(idx); err != nil {
+				exec.Finalize()
+				return err
+			}
 		}
-		res, err := exec.Exec(f.args(x)...)
+		res, err := exec.Call(f.args(x)...)
 		exec.Finalize()
 		if err != nil {
-			return fmt.Errorf("activation range of %s: %w", p, err)
+			return errorf("activation range of %s: %w", p, err)
 		}
 		aq, err := SearchActivationQParams(tensors.MustCopyFlatData[float32](res[0]), bits)
 		if err != nil {
-			return fmt.Errorf("activation range of %s: %w", p, err)
+			return errorf("activation range of %s: %w", p, err)
 		}
 		r.Q.AQ[p] = aq
 		on[p] = true
@@ -123,92 +125,61 @@ func (r *Quantizer) initActPoints(u *Unit, xin *cache, on map[string]bool, w Rou
 }
 
 // learnStepSizes is the LSQ stage of one unit: Adam (cosine learning rate
-// to 0) on the step sizes of the unit's activation points, loss ‖ŷ − y‖_p^p
-// with p = ActP against the FP output, weights final.
+// to 0, optim.CosineLR) on the step sizes of the unit's activation points, loss
+// ‖ŷ − y‖_p^p with p = ActP against the FP output (LpLoss), weights final.
 func (r *Quantizer) learnStepSizes(u *Unit, xin, yfp *cache, on map[string]bool, w RoundingMode, t0 time.Time) error {
-	o := r.Opt
+	o := r.opt
 	cacheSec := time.Since(t0).Seconds()
-	var names []string
-	skip := map[string]bool{}
+	var keys []key
+	skip := map[key]bool{}
 	for _, p := range u.ActPoints {
 		if r.Q.ABits[p] < 32 {
-			names = append(names, "as:"+p)
-			skip["as:"+p] = true
+			keys = append(keys, key{aScaleT, p})
+			skip[key{aScaleT, p}] = true
 		}
 	}
-	k := len(names)
 	f := r.Q.feed(skip)
+	in := newStepInputs(f)
+	steps := newAdamGroup(in, r.Q, keys, MinScale)
+	xSlot, ySlot, stepSlot := in.one(), in.one(), in.one()
 	mode := r.actMode(on, w)
-	exec, err := graph.NewExec(r.backend, func(in []*graph.Node) []*graph.Node {
-		nodes := f.nodes(in)
-		rest := in[len(f.names):]
-		ss, ms, vs := rest[:k], rest[k:2*k], rest[2*k:3*k]
-		for i, n := range names {
-			nodes[n] = ss[i]
-		}
-		x, y, lr, step := rest[3*k], rest[3*k+1], rest[3*k+2], rest[3*k+3]
-		yhat := u.forward(&qOps{q: r.Q, n: nodes, mode: mode}, x)
-		loss := recLoss(yhat, y, nil, o.ActP, u.channelAxis())
-		grads := graph.Gradient(loss, ss...)
-		ns, nm, nv := AdamUpdateAll(ss, grads, ms, vs, lr, step, DefaultAdamConfig())
-		for i := range ns {
-			ns[i] = graph.MaxScalar(ns[i], MinScale)
-		}
-		out := append(append(append([]*graph.Node{}, ns...), nm...), nv...)
-		return append(out, loss)
+	exec, err := graph.NewExec(r.backend, func(inputs []*graph.Node) []*graph.Node {
+		nodes := f.nodes(inputs)
+		steps.bind(inputs, nodes)
+		yhat := u.forward(&qOps{q: r.Q, n: nodes, mode: mode}, xSlot.node(inputs))
+		loss := LpLoss(yhat, ySlot.node(inputs), nil, o.ActP, u.channelAxis())
+		return append(adamSteps(inputs, loss, stepSlot.node(inputs), steps), loss)
 	})
 	if err != nil {
 		return err
 	}
 	defer exec.Finalize()
-	state := make([]*tensors.Tensor, 3*k)
-	for i, n := range names {
-		state[i] = tensors.FromScalar(r.Q.AQ[n[3:]].Scale[0])
-		state[k+i] = tensors.FromScalar(float32(0))
-		state[2*k+i] = tensors.FromScalar(float32(0))
-	}
 	rep := UnitReport{Unit: u.Name, Stage: "activations", Iters: o.ActIters, CacheMB: float64(xin.bytes()+yfp.bytes()) / 1e6,
 		CacheSeconds: cacheSec}
-	var bar *progress.Bar
-	if o.Progress != nil {
-		bar = progress.New(o.Progress, fmt.Sprintf("A %-16s", u.Name), o.ActIters)
-	}
 	idx := make([]int, o.Batch)
-	times := make(iterTimes, 0, o.ActIters)
-	for it := 0; it < o.ActIters; it++ {
-		ti := time.Now()
-		for j := range idx {
-			idx[j] = r.rng.IntN(xin.n)
-		}
-		args := f.args()
-		for _, s := range state {
-			args = append(args, s)
-		}
-		args = append(args, xin.batch(idx), yfp.batch(idx), float32(CosineLR(o.ActLR, it, o.ActIters)), float32(it+1))
-		res, err := exec.Exec(args...)
-		if err != nil {
-			return fmt.Errorf("unit %s activation iteration %d: %w", u.Name, it, err)
-		}
-		copy(state, res[:3*k])
-		loss := float64(tensors.ToScalar[float32](res[3*k]))
-		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return fmt.Errorf("unit %s activation iteration %d: loss is %v", u.Name, it, loss)
-		}
-		if it == 0 {
-			rep.RecLoss0 = loss
-		}
-		rep.RecLoss = loss
-		times = append(times, float64(time.Since(ti).Microseconds())/1e3)
-		if bar != nil {
-			bar.Update(it+1, fmt.Sprintf("lp %.4g", loss))
-		}
+	err = r.adamLoop(exec, in.args(), []*adamGroup{steps}, o.ActIters, xin.n, idx, &rep,
+		func(it int, args []any) error {
+			xb, err := xin.batch(idx)
+			if err != nil {
+				return err
+			}
+			yb, err := yfp.batch(idx)
+			if err != nil {
+				return err
+			}
+			xSlot.set(args, xb)
+			ySlot.set(args, yb)
+			steps.lr.set(args, float32(optim.CosineLR(o.ActLR, it, o.ActIters)))
+			stepSlot.set(args, float32(it+1))
+			return nil
+		},
+		func(_ int, out []*tensors.Tensor) (float64, string) {
+			loss := float64(tensors.ToScalar[float32](out[0]))
+			return loss, fmt.Sprintf("lp %.4g", loss)
+		})
+	if err != nil {
+		return err
 	}
-	for i, n := range names {
-		aq := r.Q.AQ[n[3:]]
-		aq.Scale = []float32{tensors.ToScalar[float32](state[i])}
-		r.Q.AQ[n[3:]] = aq
-	}
-	times.record(&rep)
 	rep.Seconds = time.Since(t0).Seconds()
 	r.Report.Units = append(r.Report.Units, rep)
 	return nil

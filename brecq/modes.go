@@ -28,7 +28,7 @@ func FPMode() Mode { return Mode{DefaultWeights: RoundOff} }
 // dropping reports whether the mode draws QDrop masks.
 func (m Mode) dropping() bool { return m.DropProb > 0 && m.DropProb < 1 }
 
-// unitLayersMode is the mode for optimising unit u's weights: units before it
+// weightMode is the mode for optimising unit u's weights: units before it
 // hard-rounded, u's layers with the given rounding, the stem at nearest.
 func (r *Quantizer) weightMode(done map[string]bool, u *Unit, cur RoundingMode) Mode {
 	m := Mode{DefaultWeights: RoundOff, Weights: map[string]RoundingMode{}}
@@ -64,12 +64,12 @@ func (r *Quantizer) allActs() map[string]bool {
 // EvalMode is the mode of the finished quantized network.
 func (r *Quantizer) EvalMode() Mode {
 	m := Mode{DefaultWeights: RoundHard, Acts: map[string]bool{}}
-	if r.Opt.Method == MethodNearest {
+	if r.opt.Method == MethodNearest {
 		m.DefaultWeights = RoundNearest
 	}
 	stem := r.Q.Net.Blocks[0].Layers[0].Name
 	m.Weights = map[string]RoundingMode{stem: RoundNearest}
-	if r.Opt.ABits < 32 {
+	if r.opt.ABits < 32 {
 		for _, p := range ActPoints(r.Q.Net) {
 			m.Acts[p] = true
 		}
@@ -80,7 +80,7 @@ func (r *Quantizer) EvalMode() Mode {
 // unitMode is weightMode plus, under QDrop, every activation point quantized.
 func (r *Quantizer) unitMode(done map[string]bool, u *Unit, cur RoundingMode) Mode {
 	m := r.weightMode(done, u, cur)
-	if r.Opt.Method == MethodQDrop {
+	if r.opt.Method == MethodQDrop {
 		m.Acts = r.allActs()
 	}
 	return m

@@ -1,7 +1,6 @@
 package brecq
 
 import (
-	"fmt"
 	"io"
 	"math"
 )
@@ -28,7 +27,8 @@ const (
 // Loss is the reconstruction objective.
 type Loss string
 
-// The reconstruction losses (SPEC §4).
+// The reconstruction losses: MSE on the unit output, or the Fisher-weighted
+// output error of BRECQ (Li et al., 2021) §3.3.
 const (
 	LossMSE    Loss = "mse"
 	LossFisher Loss = "fisher"
@@ -86,7 +86,7 @@ type Options struct {
 	Progress io.Writer `json:"-"`
 }
 
-// DefaultOptions are the paper's settings (SPEC §3–4) for BRECQ at block
+// DefaultOptions are the paper's settings (BRECQ, Li et al., 2021; AdaRound, Nagel et al., 2020) for BRECQ at block
 // granularity with MSE loss.
 func DefaultOptions(wbits, abits int) Options {
 	return Options{Method: MethodBRECQ, WBits: wbits, ABits: abits, Granularity: Block, Loss: LossMSE,
@@ -95,73 +95,85 @@ func DefaultOptions(wbits, abits int) Options {
 		DropProb: 0.5, QDropActLR: 4e-5, MaxCacheMB: 2048, Seed: 1}
 }
 
-// Validate reports impossible settings, naming the option.
-func (o *Options) Validate() error {
+// AdaRoundOptions are DefaultOptions for AdaRound (Nagel et al., 2020):
+// MethodAdaRound, layer granularity, MSE loss.
+func AdaRoundOptions(wbits, abits int) Options {
+	o := DefaultOptions(wbits, abits)
+	o.Method, o.Granularity, o.Loss = MethodAdaRound, Layer, LossMSE
+	return o
+}
+
+// Validate reports impossible or inconsistent settings, naming the option
+// and the allowed values; it changes nothing. MethodAdaRound needs layer
+// granularity and MSE loss (AdaRoundOptions).
+func (o Options) Validate() error {
 	if err := ValidateBits(o.WBits); err != nil {
-		return fmt.Errorf("weight bits: %w", err)
+		return errorf("weight bits: %w", err)
 	}
 	if o.ABits < 32 {
 		if err := ValidateBits(o.ABits); err != nil {
-			return fmt.Errorf("activation bits (32 = unquantized): %w", err)
+			return errorf("activation bits (32 = unquantized): %w", err)
 		}
 	}
 	if o.FirstLast != 0 {
 		if err := ValidateBits(o.FirstLast); err != nil {
-			return fmt.Errorf("first/last layer bits: %w", err)
+			return errorf("first/last layer bits: %w", err)
 		}
 	}
 	if o.ClassifierInputBits != 0 {
 		if err := ValidateBits(o.ClassifierInputBits); err != nil {
-			return fmt.Errorf("classifier input bits: %w", err)
+			return errorf("classifier input bits: %w", err)
 		}
 	}
 	if o.StemOutputBits != 0 {
 		if err := ValidateBits(o.StemOutputBits); err != nil {
-			return fmt.Errorf("stem output bits: %w", err)
+			return errorf("stem output bits: %w", err)
 		}
 	}
 	for name, b := range o.LayerBits {
 		if err := ValidateBits(b); err != nil {
-			return fmt.Errorf("bits of layer %s: %w", name, err)
+			return errorf("bits of layer %s: %w", name, err)
 		}
 	}
 	switch o.Method {
 	case MethodNearest, MethodBRECQ:
 	case MethodQDrop:
 		if o.ABits >= 32 {
-			return fmt.Errorf("method qdrop drops activation quantization: it needs activation bits < 32, not %d", o.ABits)
+			return errorf("method qdrop drops activation quantization: it needs activation bits < 32, not %d", o.ABits)
 		}
 		if !(o.DropProb > 0 && o.DropProb <= 1) {
-			return fmt.Errorf("drop probability %g outside (0, 1]", o.DropProb)
+			return errorf("drop probability %g outside (0, 1]", o.DropProb)
 		}
 		if !(o.QDropActLR > 0) {
-			return fmt.Errorf("qdrop step-size learning rate %g must be positive", o.QDropActLR)
+			return errorf("qdrop step-size learning rate %g must be positive", o.QDropActLR)
 		}
 	case MethodAdaRound:
-		o.Granularity, o.Loss = Layer, LossMSE
+		if o.Granularity != Layer || o.Loss != LossMSE {
+			return errorf("method adaround is layer-wise with MSE loss, not granularity %q with loss %q (use method brecq for other settings)", o.Granularity, o.Loss)
+		}
 	default:
-		return fmt.Errorf("method %q: want nearest, adaround, brecq or qdrop", o.Method)
+		return errorf("method %q: want nearest, adaround, brecq or qdrop", o.Method)
 	}
 	if _, err := ParseGranularity(string(o.Granularity)); err != nil {
 		return err
 	}
 	if o.Loss != LossMSE && o.Loss != LossFisher {
-		return fmt.Errorf("loss %q: want mse or fisher", o.Loss)
+		return errorf("loss %q: want mse or fisher", o.Loss)
 	}
 	if o.Method != MethodNearest && (o.WeightIters < 1 || (o.ABits < 32 && o.ActIters < 0)) {
-		return fmt.Errorf("iterations must be positive (weights %d, activations %d)", o.WeightIters, o.ActIters)
+		return errorf("iterations must be positive (weights %d, activations %d)", o.WeightIters, o.ActIters)
 	}
 	if o.WeightLR <= 0 || o.ActLR <= 0 || math.IsNaN(o.WeightLR) || math.IsNaN(o.ActLR) {
-		return fmt.Errorf("learning rates must be positive (weights %g, activations %g)", o.WeightLR, o.ActLR)
+		return errorf("learning rates must be positive (weights %g, activations %g)", o.WeightLR, o.ActLR)
 	}
 	if o.Batch < 1 {
-		return fmt.Errorf("batch %d < 1", o.Batch)
+		return errorf("batch %d < 1", o.Batch)
 	}
 	if o.MaxCacheMB < 0 || math.IsNaN(o.MaxCacheMB) {
-		return fmt.Errorf("cache bound %g MB must be ≥ 0 (0 = none)", o.MaxCacheMB)
+		return errorf("cache bound %g MB must be ≥ 0 (0 = none)", o.MaxCacheMB)
 	}
 	if o.FisherMix < 0 || o.FisherMix > 1 {
-		return fmt.Errorf("fisher mix %g outside [0, 1]", o.FisherMix)
+		return errorf("fisher mix %g outside [0, 1]", o.FisherMix)
 	}
 	return nil
 }

@@ -1,7 +1,7 @@
 package brecq
 
 import (
-	"fmt"
+	"maps"
 	"math/rand/v2"
 	"time"
 
@@ -15,7 +15,7 @@ import (
 type Quantizer struct {
 	backend compute.Backend
 	Q       *QNet
-	Opt     Options
+	opt     Options         // fixed at construction (Options returns a copy)
 	calib   *tensors.Tensor // [N, C, H, W]
 	rng     *rand.Rand
 	Report  Report
@@ -27,9 +27,10 @@ func NewQuantizer(backend compute.Backend, net *models.Net, params models.Params
 	if err := opt.Validate(); err != nil {
 		return nil, err
 	}
+	opt.LayerBits = maps.Clone(opt.LayerBits)
 	for name := range opt.LayerBits {
 		if net.Layer(name) == nil {
-			return nil, fmt.Errorf("bits given for layer %q, which %s does not have", name, net.Name)
+			return nil, errorf("bits given for layer %q, which %s does not have", name, net.Name)
 		}
 	}
 	fp, err := FoldBN(net, params)
@@ -49,7 +50,7 @@ func NewQuantizer(backend compute.Backend, net *models.Net, params models.Params
 		w := tensors.MustCopyFlatData[float32](fp[l.Name+".weight"])
 		wq, err := SearchWeightQParams(w, fp[l.Name+".weight"].Shape().Dimensions, bits)
 		if err != nil {
-			return nil, fmt.Errorf("layer %s: %w", l.Name, err)
+			return nil, errorf("layer %s: %w", l.Name, err)
 		}
 		q.WQ[l.Name] = wq
 		if opt.Method != MethodNearest {
@@ -68,7 +69,14 @@ func NewQuantizer(backend compute.Backend, net *models.Net, params models.Params
 		}
 		q.ABits[p] = bits
 	}
-	return &Quantizer{backend: backend, Q: q, Opt: opt, calib: calib, rng: rand.New(rand.NewPCG(opt.Seed, 0xb7ec))}, nil
+	return &Quantizer{backend: backend, Q: q, opt: opt, calib: calib, rng: rand.New(rand.NewPCG(opt.Seed, 0xb7ec))}, nil
+}
+
+// Options returns the options the Quantizer was built with (a copy).
+func (r *Quantizer) Options() Options {
+	o := r.opt
+	o.LayerBits = maps.Clone(o.LayerBits)
+	return o
 }
 
 // Run quantizes: weight reconstruction unit by unit (AdaRound / BRECQ), then,
@@ -77,7 +85,7 @@ func NewQuantizer(backend compute.Backend, net *models.Net, params models.Params
 func (r *Quantizer) Run() error {
 	t0 := time.Now()
 	defer func() { r.Report.Seconds = time.Since(t0).Seconds() }()
-	o := r.Opt
+	o := r.opt
 	if o.Method == MethodQDrop {
 		// QDrop switches activation quantization on during the weight stage,
 		// so every range is initialised first (weights at nearest rounding).

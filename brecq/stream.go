@@ -1,8 +1,6 @@
 package brecq
 
 import (
-	"fmt"
-
 	"github.com/brecq-go/brecq/brecq/models"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
@@ -23,7 +21,7 @@ type stream struct {
 // imageStream is the input of block 0: the calibration images, channel-first.
 func (r *Quantizer) imageStream() (*stream, error) {
 	n := r.calib.Shape().Dimensions[0]
-	c := r.newCache(n)
+	c := newCache(n, r.opt.MaxCacheMB, r.opt.CacheDir)
 	for start := 0; start < n; start += chunk {
 		end := min(start+chunk, n)
 		t := sliceImages(r.calib, start, end)
@@ -61,7 +59,7 @@ func chunks(n int, fn func(idx []int) error) error {
 // advance runs blocks [s.block, to) under mode on the stream's images.
 func (r *Quantizer) advance(s *stream, to int, mode Mode) error {
 	if to < s.block {
-		return fmt.Errorf("brecq: stream at block %d cannot go back to %d", s.block, to)
+		return errorf("stream at block %d cannot go back to %d", s.block, to)
 	}
 	if to == s.block {
 		return nil
@@ -70,17 +68,21 @@ func (r *Quantizer) advance(s *stream, to int, mode Mode) error {
 	from := s.block
 	exec, err := graph.NewExec(r.backend, func(in []*graph.Node) []*graph.Node {
 		ops := &qOps{q: r.Q, n: f.nodes(in), mode: mode}
-		return []*graph.Node{r.Q.Net.ForwardRange(ops, in[len(f.names)], from, to)}
+		return []*graph.Node{r.Q.Net.ForwardRange(ops, in[len(f.keys)], from, to)}
 	})
 	if err != nil {
 		return err
 	}
 	defer exec.Finalize()
-	next := r.newCache(s.x.n)
+	next := newCache(s.x.n, r.opt.MaxCacheMB, r.opt.CacheDir)
 	err = chunks(s.x.n, func(idx []int) error {
-		res, err := exec.Exec(f.args(s.x.batch(idx))...)
+		x, err := s.x.batch(idx)
 		if err != nil {
-			return fmt.Errorf("caching the input of block %d: %w", to, err)
+			return err
+		}
+		res, err := exec.Call(f.args(x)...)
+		if err != nil {
+			return errorf("caching the input of block %d: %w", to, err)
 		}
 		return next.appendTensor(res[0], 1)
 	})
@@ -100,14 +102,14 @@ func (r *Quantizer) advance(s *stream, to int, mode Mode) error {
 // FP logits then come from fpSrc, the FP stream at the same block.
 func (r *Quantizer) capture(mode Mode, u *Unit, fisher bool, src, fpSrc *stream) (in, out *cache, err error) {
 	if src.block > u.first || (fisher && (fpSrc == nil || fpSrc.block != src.block)) {
-		return nil, nil, fmt.Errorf("brecq: unit %s: caching stream at the wrong block", u.Name)
+		return nil, nil, errorf("unit %s: caching stream at the wrong block", u.Name)
 	}
 	f := r.Q.feed(nil)
 	net := r.Q.Net
 	from := src.block
 	exec, err := graph.NewExec(r.backend, func(inputs []*graph.Node) []*graph.Node {
 		nodes := f.nodes(inputs)
-		x := inputs[len(f.names)]
+		x := inputs[len(f.keys)]
 		var inNode, outNode *graph.Node
 		ops := &qOps{q: r.Q, n: nodes, mode: mode}
 		ops.onIn = func(l *models.Layer, x *graph.Node) {
@@ -138,7 +140,7 @@ func (r *Quantizer) capture(mode Mode, u *Unit, fisher bool, src, fpSrc *stream)
 		if !fisher {
 			return []*graph.Node{inNode, outNode}
 		}
-		fpLogits := net.ForwardRange(&qOps{q: r.Q, n: nodes, mode: FPMode()}, inputs[len(f.names)+1], from, len(net.Blocks))
+		fpLogits := net.ForwardRange(&qOps{q: r.Q, n: nodes, mode: FPMode()}, inputs[len(f.keys)+1], from, len(net.Blocks))
 		pfp := graph.Softmax(graph.StopGradient(fpLogits), -1)
 		kl := graph.ReduceAllMean(graph.ReduceSum(graph.Mul(pfp, graph.Sub(graph.Log(graph.MaxScalar(pfp, 1e-30)), graph.LogSoftmax(y, -1))), -1))
 		g := graph.Gradient(kl, outNode)[0]
@@ -148,19 +150,28 @@ func (r *Quantizer) capture(mode Mode, u *Unit, fisher bool, src, fpSrc *stream)
 		return nil, nil, err
 	}
 	defer exec.Finalize()
-	in, out = r.newCache(src.x.n), r.newCache(src.x.n)
+	in = newCache(src.x.n, r.opt.MaxCacheMB, r.opt.CacheDir)
+	out = newCache(src.x.n, r.opt.MaxCacheMB, r.opt.CacheDir)
 	ob := 1
 	if u.outKind == outLogits {
 		ob = 0
 	}
 	err = chunks(src.x.n, func(idx []int) error {
-		args := f.args(src.x.batch(idx))
-		if fisher {
-			args = append(args, fpSrc.x.batch(idx))
-		}
-		res, err := exec.Exec(args...)
+		x, err := src.x.batch(idx)
 		if err != nil {
-			return fmt.Errorf("caching unit %s: %w", u.Name, err)
+			return err
+		}
+		args := f.args(x)
+		if fisher {
+			xfp, err := fpSrc.x.batch(idx)
+			if err != nil {
+				return err
+			}
+			args = append(args, xfp)
+		}
+		res, err := exec.Call(args...)
+		if err != nil {
+			return errorf("caching unit %s: %w", u.Name, err)
 		}
 		if err := in.appendTensor(res[0], 1); err != nil {
 			return err

@@ -5,13 +5,21 @@ import (
 	"math"
 	"time"
 
-	"github.com/brecq-go/brecq/internal/progress"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 )
 
+// reconstructWeights is the weight stage of one unit (BRECQ (Li et al., 2021)
+// §3.2 at the unit's granularity; AdaRound (Nagel et al., 2020) at layer
+// granularity): Adam on the AdaRound variables V of the unit's layers,
+// minimising the reconstruction loss ‖ŷ − y‖² of the unit's output against
+// the FP network's (Fisher-weighted with LossFisher), plus λ times the
+// rounding regulariser with β annealed (BetaSchedule), the unit's input taken
+// from the network with every earlier unit hard-rounded. Under QDrop the
+// unit's activation step sizes are learned with V and activation quantization
+// is dropped element-wise.
 func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *stream) error {
-	o := r.Opt
+	o := r.opt
 	qdrop := o.Method == MethodQDrop
 	t0 := time.Now()
 	// Input from the partly quantized network, target from the FP network.
@@ -35,10 +43,13 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 		if err != nil {
 			return err
 		}
-		mean := g2.mean()
+		mean, err := g2.mean()
+		if err != nil {
+			return err
+		}
 		rep.FisherMean = mean
 		if math.IsNaN(mean) {
-			return fmt.Errorf("unit %s: Fisher weights are NaN", u.Name)
+			return errorf("unit %s: Fisher weights are NaN", u.Name)
 		}
 		err = g2.apply(func(v float32) float32 {
 			switch {
@@ -65,80 +76,72 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 		}
 	}
 
-	// The step graph's trainables: V of the unit's layers and, under QDrop,
-	// the step sizes of the unit's quantized activation points; each with its
-	// Adam moments.
-	var names, acts []string
-	skip := map[string]bool{}
+	// The step graph: V of the unit's layers and, under QDrop, the step sizes
+	// of the unit's quantized activation points, each group with its Adam
+	// moments; then the minibatch and the iteration's scalars.
+	var vKeys, sKeys []key
+	skip := map[key]bool{}
 	for _, l := range u.Layers {
-		names = append(names, "v:"+l.Name)
+		vKeys = append(vKeys, key{roundVT, l.Name})
 	}
 	if qdrop {
 		for _, p := range u.ActPoints {
 			if _, ok := r.Q.AQ[p]; ok && r.Q.ABits[p] < 32 {
-				acts = append(acts, "as:"+p)
+				sKeys = append(sKeys, key{aScaleT, p})
 			}
 		}
 	}
-	for _, n := range append(append([]string{}, names...), acts...) {
-		skip[n] = true
+	for _, k := range append(append([]key{}, vKeys...), sKeys...) {
+		skip[k] = true
 	}
 	f := r.Q.feed(skip)
-	k, ka := len(names), len(acts)
+	in := newStepInputs(f)
+	groups := []*adamGroup{newAdamGroup(in, r.Q, vKeys, 0)}
+	if len(sKeys) > 0 {
+		groups = append(groups, newAdamGroup(in, r.Q, sKeys, MinScale))
+	}
+	xSlot, ySlot := in.one(), in.one()
+	var wSlot, xfpSlot, rngSlot slot
+	if wts != nil {
+		wSlot = in.one()
+	}
+	if qdrop {
+		xfpSlot, rngSlot = in.one(), in.one()
+	}
+	stepSlot, betaSlot, lamSlot := in.one(), in.one(), in.one()
 	mode := r.unitMode(done, u, RoundSoft)
 	if qdrop {
 		mode.DropProb = o.DropProb
 	}
-	exec, err := graph.NewExec(r.backend, func(in []*graph.Node) []*graph.Node {
-		nodes := f.nodes(in)
-		rest := in[len(f.names):]
-		vs, ms, ss := rest[:k], rest[k:2*k], rest[2*k:3*k]
-		rest = rest[3*k:]
-		as, am, av := rest[:ka], rest[ka:2*ka], rest[2*ka:3*ka]
-		rest = rest[3*ka:]
-		for i, n := range names {
-			nodes[n] = vs[i]
+	exec, err := graph.NewExec(r.backend, func(inputs []*graph.Node) []*graph.Node {
+		nodes := f.nodes(inputs)
+		for _, g := range groups {
+			g.bind(inputs, nodes)
 		}
-		for i, n := range acts {
-			nodes[n] = as[i]
-		}
-		x, y := rest[0], rest[1]
-		rest = rest[2:]
+		x, y := xSlot.node(inputs), ySlot.node(inputs)
 		var w *graph.Node
 		if wts != nil {
-			w, rest = rest[0], rest[1:]
+			w = wSlot.node(inputs)
 		}
 		ops := &qOps{q: r.Q, n: nodes, mode: mode}
 		if qdrop {
 			// The unit's input: quantized where the draw keeps it, FP elsewhere.
-			ops.rng = rest[1]
-			x = ops.drop(x, rest[0])
-			rest = rest[2:]
+			ops.rng = rngSlot.node(inputs)
+			x = ops.drop(x, xfpSlot.node(inputs))
 		}
-		lr, step, beta, lam := rest[0], rest[1], rest[2], rest[3]
 		yhat := u.forward(ops, x)
-		rec := recLoss(yhat, y, w, 2, u.channelAxis())
+		rec := LpLoss(yhat, y, w, 2, u.channelAxis())
 		var reg *graph.Node
-		for _, v := range vs {
-			t := RoundingRegularizer(v, beta)
+		for _, v := range groups[0].p.nodes(inputs) {
+			t := RoundingRegularizer(v, betaSlot.node(inputs))
 			if reg == nil {
 				reg = t
 			} else {
 				reg = graph.Add(reg, t)
 			}
 		}
-		total := graph.Add(rec, graph.Mul(lam, reg))
-		grads := graph.Gradient(total, append(append([]*graph.Node{}, vs...), as...)...)
-		nv, nm, ns := AdamUpdateAll(vs, grads[:k], ms, ss, lr, step, DefaultAdamConfig())
-		out := append(append(append([]*graph.Node{}, nv...), nm...), ns...)
-		if ka > 0 {
-			na, nam, nav := AdamUpdateAll(as, grads[k:], am, av, rest[4], step, DefaultAdamConfig())
-			for i := range na {
-				na[i] = graph.MaxScalar(na[i], MinScale)
-			}
-			out = append(append(append(out, na...), nam...), nav...)
-		}
-		out = append(out, rec, reg)
+		total := graph.Add(rec, graph.Mul(lamSlot.node(inputs), reg))
+		out := append(adamSteps(inputs, total, stepSlot.node(inputs), groups...), rec, reg)
 		if qdrop {
 			out = append(out, ops.rng)
 		}
@@ -148,19 +151,6 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 		return err
 	}
 	defer exec.Finalize()
-	ns := 3*k + 3*ka
-	state := make([]*tensors.Tensor, ns)
-	for i, l := range u.Layers {
-		shape := r.Q.FP[l.Name+".weight"].Shape()
-		state[i] = tensors.FromFlatDataAndDimensions(append([]float32(nil), r.Q.V[l.Name]...), shape.Dimensions...)
-		state[k+i] = tensors.FromShape(shape)
-		state[2*k+i] = tensors.FromShape(shape)
-	}
-	for i, n := range acts {
-		state[3*k+i] = tensors.FromScalar(r.Q.AQ[n[3:]].Scale[0])
-		state[3*k+ka+i] = tensors.FromScalar(float32(0))
-		state[3*k+2*ka+i] = tensors.FromScalar(float32(0))
-	}
 	var rng *tensors.Tensor
 	if qdrop {
 		if rng, err = graph.RNGStateFromSeed(int64(r.rng.Uint64() >> 1)); err != nil {
@@ -168,68 +158,61 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 		}
 	}
 	sched := BetaSchedule{Iters: o.WeightIters, Warmup: o.WarmUp, Start: o.BetaStart, End: o.BetaEnd}
-	var bar *progress.Bar
-	if o.Progress != nil {
-		bar = progress.New(o.Progress, fmt.Sprintf("W %-16s", u.Name), o.WeightIters)
+	args := in.args()
+	groups[0].lr.set(args, float32(o.WeightLR))
+	if len(groups) > 1 {
+		groups[1].lr.set(args, float32(o.QDropActLR))
 	}
 	idx := make([]int, o.Batch)
-	times := make(iterTimes, 0, o.WeightIters)
-	for it := 0; it < o.WeightIters; it++ {
-		ti := time.Now()
-		for j := range idx {
-			idx[j] = r.rng.IntN(xin.n)
-		}
-		lam := 0.0
-		if sched.RegActive(it) {
-			lam = o.Lambda
-		}
-		args := make([]any, 0, len(f.vals)+ns+9)
-		args = append(args, f.args()...)
-		for _, s := range state {
-			args = append(args, s)
-		}
-		args = append(args, xin.batch(idx), yfp.batch(idx))
-		if wts != nil {
-			args = append(args, wts.batch(idx))
-		}
-		if qdrop {
-			args = append(args, xfp.batch(idx), rng)
-		}
-		args = append(args, float32(o.WeightLR), float32(it+1), float32(sched.Beta(it)), float32(lam))
-		if ka > 0 {
-			args = append(args, float32(o.QDropActLR))
-		}
-		res, err := exec.Exec(args...)
-		if err != nil {
-			return fmt.Errorf("unit %s iteration %d: %w", u.Name, it, err)
-		}
-		copy(state, res[:ns])
-		rec := float64(tensors.ToScalar[float32](res[ns]))
-		reg := float64(tensors.ToScalar[float32](res[ns+1]))
-		if qdrop {
-			rng = res[ns+2]
-		}
-		if math.IsNaN(rec) || math.IsInf(rec, 0) {
-			return fmt.Errorf("unit %s iteration %d: reconstruction loss is %v", u.Name, it, rec)
-		}
-		if it == 0 {
-			rep.RecLoss0 = rec
-		}
-		rep.RecLoss, rep.RoundLoss = rec, reg*lam
-		times = append(times, float64(time.Since(ti).Microseconds())/1e3)
-		if bar != nil {
-			bar.Update(it+1, fmt.Sprintf("rec %.4g round %.4g β %.1f", rec, reg*lam, sched.Beta(it)))
-		}
+	lam := 0.0
+	err = r.adamLoop(exec, args, groups, o.WeightIters, xin.n, idx, &rep,
+		func(it int, args []any) error {
+			lam = 0
+			if sched.RegActive(it) {
+				lam = o.Lambda
+			}
+			xb, err := xin.batch(idx)
+			if err != nil {
+				return err
+			}
+			yb, err := yfp.batch(idx)
+			if err != nil {
+				return err
+			}
+			xSlot.set(args, xb)
+			ySlot.set(args, yb)
+			if wts != nil {
+				wb, err := wts.batch(idx)
+				if err != nil {
+					return err
+				}
+				wSlot.set(args, wb)
+			}
+			if qdrop {
+				xfb, err := xfp.batch(idx)
+				if err != nil {
+					return err
+				}
+				xfpSlot.set(args, xfb)
+				rngSlot.set(args, rng)
+			}
+			stepSlot.set(args, float32(it+1))
+			betaSlot.set(args, float32(sched.Beta(it)))
+			lamSlot.set(args, float32(lam))
+			return nil
+		},
+		func(it int, out []*tensors.Tensor) (float64, string) {
+			rec := float64(tensors.ToScalar[float32](out[0]))
+			reg := float64(tensors.ToScalar[float32](out[1]))
+			if qdrop {
+				rng = out[2]
+			}
+			rep.RoundLoss = reg * lam
+			return rec, fmt.Sprintf("rec %.4g round %.4g β %.1f", rec, reg*lam, sched.Beta(it))
+		})
+	if err != nil {
+		return err
 	}
-	for i, l := range u.Layers {
-		r.Q.V[l.Name] = tensors.MustCopyFlatData[float32](state[i])
-	}
-	for i, n := range acts {
-		aq := r.Q.AQ[n[3:]]
-		aq.Scale = []float32{tensors.ToScalar[float32](state[3*k+i])}
-		r.Q.AQ[n[3:]] = aq
-	}
-	times.record(&rep)
 	rep.Seconds = time.Since(t0).Seconds()
 	r.Report.Units = append(r.Report.Units, rep)
 	return nil

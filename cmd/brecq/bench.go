@@ -188,7 +188,7 @@ Flags:
 
 	// Layer granularity (AdaRound, W2A32).
 	lopt := benchOptions(2, 32, *iters, 0)
-	lopt.Method = brecq.MethodAdaRound
+	lopt.Method, lopt.Granularity = brecq.MethodAdaRound, brecq.Layer
 	layer, err := quant("layer-w2a32", lopt)
 	if err != nil {
 		return err
