@@ -28,6 +28,19 @@ func FPMode() Mode { return Mode{DefaultWeights: RoundOff} }
 // dropping reports whether the mode draws QDrop masks.
 func (m Mode) dropping() bool { return m.DropProb > 0 && m.DropProb < 1 }
 
+// The modes a run builds, each an explicit value given to a graph when it is
+// built (the QNet holds values only):
+//
+//	FPMode      nothing quantized: the targets
+//	weightMode  a unit's weights under optimisation (RoundSoft), earlier units hard-rounded
+//	prefixMode  the network before a unit: the input of the unit
+//	unitMode    weightMode, with every activation quantized under QDrop
+//	actMode     the activation stage: weights final, the initialised points quantized
+//	EvalMode    the finished quantized network
+//
+// The stem's weights are always at nearest rounding: the stem is never
+// reconstructed.
+
 // weightMode is the mode for optimising unit u's weights: units before it
 // hard-rounded, u's layers with the given rounding, the stem at nearest.
 func (r *Quantizer) weightMode(done map[string]bool, u *Unit, cur RoundingMode) Mode {
@@ -61,7 +74,9 @@ func (r *Quantizer) allActs() map[string]bool {
 	return on
 }
 
-// EvalMode is the mode of the finished quantized network.
+// EvalMode is the mode of the finished quantized network: every weight
+// hard-rounded by its learned V (at nearest with MethodNearest), the stem at
+// nearest, and every activation point quantized when ABits < 32.
 func (r *Quantizer) EvalMode() Mode {
 	m := Mode{DefaultWeights: RoundHard, Acts: map[string]bool{}}
 	if r.opt.Method == MethodNearest {
