@@ -141,7 +141,7 @@ func (r *Quantizer) adamLoop(exec *graph.Exec, args []any, groups []*adamGroup, 
 	fill func(it int, args []any) error, observe func(it int, out []*tensors.Tensor) (loss float64, note string)) error {
 	var bar *progress.Bar
 	if r.opt.Progress != nil {
-		bar = progress.New(r.opt.Progress, strings.ToUpper(rep.Stage[:1])+" "+fmt.Sprintf("%-16s", rep.Unit), iters)
+		bar = progress.New(r.opt.Progress, fmt.Sprintf("%s %-16s", strings.ToUpper(rep.Stage[:1]), rep.Unit), iters)
 	}
 	times := make(iterTimes, 0, iters)
 	for it := 0; it < iters; it++ {
