@@ -17,7 +17,7 @@ func DefaultAdamConfig() AdamConfig {
 }
 
 // AdamUpdate builds one Adam step for one parameter (Kingma & Ba 2015, Algorithm 1, in PyTorch's
-// arrangement of ε; SPEC §3–4 use Adam for V and for the activation step sizes):
+// arrangement of ε; AdaRound and BRECQ use Adam for V and for the activation step sizes):
 //
 //	m' = β1·m + (1 − β1)·g
 //	v' = β2·v + (1 − β2)·g²

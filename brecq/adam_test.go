@@ -56,7 +56,7 @@ func TestAdamQuadratic(t *testing.T) {
 			rg[i] = 2 * c[i] * (rp[i] - a[i])
 		}
 		ref.step(rp, rg, lr)
-		out := exec.MustExec(p, m, v, float32(lr), int32(step))
+		out := exec.MustCall(p, m, v, float32(lr), int32(step))
 		p, m, v = out[0], out[1], out[2]
 		got := tensors.MustCopyFlatData[float32](p)
 		for i := range rp {

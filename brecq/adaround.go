@@ -8,21 +8,21 @@ import (
 	"github.com/gomlx/gomlx/support/exceptions"
 )
 
-// AdaRound stretch parameters of the rectified sigmoid (AdaRound, Nagel et al. 2020, eq. 23; SPEC §3).
+// AdaRound stretch parameters of the rectified sigmoid (AdaRound, Nagel et al., 2020, eq. 23).
 const (
 	AdaRoundZeta  = 1.1
 	AdaRoundGamma = -0.1
 )
 
 // RectifiedSigmoid returns h(V) = clip(σ(V)·(ζ − γ) + γ, 0, 1) with ζ = 1.1, γ = −0.1
-// (AdaRound eq. 23; SPEC §3). Its gradient is σ'(V)·(ζ − γ) where 0 < h < 1 and 0 where clipped.
+// (AdaRound, Nagel et al., 2020, eq. 23). Its gradient is σ'(V)·(ζ − γ) where 0 < h < 1 and 0 where clipped.
 func RectifiedSigmoid(v *graph.Node) *graph.Node {
 	h := graph.AddScalar(graph.MulScalar(graph.Sigmoid(v), AdaRoundZeta-AdaRoundGamma), AdaRoundGamma)
 	return graph.ClipScalar(h, 0, 1)
 }
 
 // InitAdaRoundV returns the initial rounding variables V (one per weight) such that h(V) equals the
-// fractional part of w/s (SPEC §3; the authors' init_alpha):
+// fractional part of w/s (AdaRound, Nagel et al., 2020; the authors' init_alpha):
 //
 //	frac = w/s − ⌊w/s⌋ ∈ [0, 1),  V = −log((ζ − γ)/(frac − γ) − 1)
 //
@@ -72,7 +72,7 @@ func (m RoundingMode) String() string {
 }
 
 // AdaRoundWeight returns the quantized weight of AdaRound (AdaRound eq. 22 with the asymmetric grid of
-// the authors' code; SPEC §3):
+// the authors' code; AdaRound, Nagel et al., 2020):
 //
 //	Ŵ = s·(clip(⌊W/s⌋ + h(V) + z, 0, 2^b − 1) − z)
 //
@@ -117,7 +117,7 @@ func hardRounding(v *graph.Node) *graph.Node {
 	return graph.StopGradient(graph.ConvertDType(ge, v.DType()))
 }
 
-// RoundingRegularizer returns the AdaRound rounding regulariser (AdaRound eq. 24; SPEC §3)
+// RoundingRegularizer returns the AdaRound rounding regulariser (AdaRound, Nagel et al., 2020, eq. 24)
 //
 //	f_reg(V) = Σ_i (1 − |2h(V_i) − 1|^β),  h = RectifiedSigmoid,
 //
@@ -146,7 +146,7 @@ func RoundingRegularizer(v, beta *graph.Node) *graph.Node {
 // smallest non-zero s² = 2⁻⁴⁸, and a normal float32.
 const regEpsilon = 1e-38
 
-// BetaSchedule is the annealing of the regulariser exponent β (AdaRound §4.1 / SPEC §3; the authors'
+// BetaSchedule is the annealing of the regulariser exponent β (AdaRound, Nagel et al., 2020, §4.1; the authors'
 // LinearTempDecay): β stays at Start during a warm-up of Warmup·Iters iterations, during which the
 // rounding term is switched off, then decays linearly to End at iteration Iters.
 type BetaSchedule struct {
@@ -155,7 +155,7 @@ type BetaSchedule struct {
 	Start, End float64 // β range (20 → 2).
 }
 
-// DefaultBetaSchedule returns the schedule of SPEC §3 for iters iterations: warm-up 0.2, β 20 → 2.
+// DefaultBetaSchedule returns the paper's schedule (AdaRound, Nagel et al., 2020) for iters iterations: warm-up 0.2, β 20 → 2.
 func DefaultBetaSchedule(iters int) BetaSchedule {
 	return BetaSchedule{Iters: iters, Warmup: 0.2, Start: 20, End: 2}
 }
@@ -180,13 +180,13 @@ func (b BetaSchedule) Beta(t int) float64 {
 }
 
 // RegActive reports whether the rounding regulariser is on at iteration t: false during the warm-up
-// (t < Warmup·Iters), when the loss is the reconstruction term alone (SPEC §3).
+// (t < Warmup·Iters), when the loss is the reconstruction term alone (AdaRound, Nagel et al., 2020).
 func (b BetaSchedule) RegActive(t int) bool {
 	return float64(t) >= b.Warmup*float64(b.Iters)
 }
 
 // HardRoundedWeights returns the final AdaRound weights on the host, Ŵ = s·(clip(⌊W/s⌋ + [V ≥ 0] + z,
-// 0, 2^b − 1) − z) (SPEC §3), bit-identical to AdaRoundWeight(…, RoundHard). w and v are flat
+// 0, 2^b − 1) − z) (AdaRound, Nagel et al., 2020), bit-identical to AdaRoundWeight(…, RoundHard). w and v are flat
 // row-major with the output channel on axis 0 when q is per-channel. It panics if the lengths of w
 // and v differ or q is inconsistent with w.
 func HardRoundedWeights(w, v []float32, q QParams) []float32 {

@@ -82,9 +82,9 @@ func BenchmarkRoundingRegularizer(b *testing.B) {
 				return []*graph.Node{reg, graph.Gradient(reg, in[0])[0]}
 			})
 			defer exec.Finalize()
-			exec.MustExec(vt, float32(7.5))
+			exec.MustCall(vt, float32(7.5))
 			for b.Loop() {
-				exec.MustExec(vt, float32(7.5))
+				exec.MustCall(vt, float32(7.5))
 			}
 		})
 	}

@@ -31,10 +31,11 @@ type cache struct {
 	buf        []byte
 }
 
-// newCache returns an empty cache for n images, on disk past the options'
-// MaxCacheMB.
-func (r *Quantizer) newCache(n int) *cache {
-	return &cache{expect: n, limitBytes: int64(r.Opt.MaxCacheMB * 1e6), dir: r.Opt.CacheDir}
+// newCache returns an empty cache for n images, kept in a file in dir ("" =
+// the system's temporary folder) when it would pass maxMB megabytes (0 = no
+// bound).
+func newCache(n int, maxMB float64, dir string) *cache {
+	return &cache{expect: n, limitBytes: int64(maxMB * 1e6), dir: dir}
 }
 
 // onDisk reports whether the cache keeps its images in a file.
@@ -53,7 +54,7 @@ func (c *cache) store(v []float32) error {
 	if c.file == nil && c.limitBytes > 0 && c.expect > 0 && int64(c.expect)*int64(c.per())*4 > c.limitBytes {
 		f, err := os.CreateTemp(c.dir, "brecq-cache-*")
 		if err != nil {
-			return fmt.Errorf("brecq: disk cache: %w", err)
+			return errorf("disk cache: %w", err)
 		}
 		os.Remove(f.Name()) // unlinked: the space is freed when the file is closed
 		c.file = f
@@ -77,20 +78,24 @@ func (c *cache) writeFloats(v []float32) error {
 		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
 	}
 	if _, err := c.file.Write(b); err != nil {
-		return fmt.Errorf("brecq: disk cache %s: %w", c.file.Name(), err)
+		return errorf("disk cache %s: %w", c.file.Name(), err)
 	}
 	return nil
 }
 
 // mean is the mean of every value in the cache.
-func (c *cache) mean() float64 {
+func (c *cache) mean() (float64, error) {
 	sum := 0.0
 	for i := 0; i < c.n; i++ {
-		for _, v := range c.image(i) {
+		img, err := c.image(i)
+		if err != nil {
+			return 0, err
+		}
+		for _, v := range img {
 			sum += float64(v)
 		}
 	}
-	return sum / float64(c.n*c.per())
+	return sum / float64(c.n*c.per()), nil
 }
 
 // apply replaces every value v by fn(v).
@@ -106,37 +111,37 @@ func (c *cache) apply(fn func(float32) float32) error {
 	for i := 0; i < c.n; i++ {
 		off := int64(i) * int64(per) * 4
 		if _, err := c.file.ReadAt(b, off); err != nil {
-			return fmt.Errorf("brecq: disk cache %s: %w", c.file.Name(), err)
+			return errorf("disk cache %s: %w", c.file.Name(), err)
 		}
 		for j := 0; j < per; j++ {
 			v := math.Float32frombits(binary.LittleEndian.Uint32(b[4*j:]))
 			binary.LittleEndian.PutUint32(b[4*j:], math.Float32bits(fn(v)))
 		}
 		if _, err := c.file.WriteAt(b, off); err != nil {
-			return fmt.Errorf("brecq: disk cache %s: %w", c.file.Name(), err)
+			return errorf("disk cache %s: %w", c.file.Name(), err)
 		}
 	}
 	return nil
 }
 
 // image returns the values of image i (valid until the next call).
-func (c *cache) image(i int) []float32 {
+func (c *cache) image(i int) ([]float32, error) {
 	per := c.per()
 	if c.file == nil {
-		return c.data[i*per : (i+1)*per]
+		return c.data[i*per : (i+1)*per], nil
 	}
 	if cap(c.buf) < 4*per {
 		c.buf = make([]byte, 4*per)
 	}
 	b := c.buf[:4*per]
 	if _, err := c.file.ReadAt(b, int64(i)*int64(per)*4); err != nil {
-		panic(fmt.Sprintf("brecq: disk cache %s: reading image %d: %v", c.file.Name(), i, err))
+		return nil, errorf("disk cache %s: reading image %d: %w", c.file.Name(), i, err)
 	}
 	out := make([]float32, per)
 	for j := range out {
 		out[j] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*j:]))
 	}
-	return out
+	return out, nil
 }
 
 func (c *cache) per() int {
@@ -155,7 +160,7 @@ func (c *cache) appendTensor(t *tensors.Tensor, batchAxis int) error {
 	if c.dims == nil {
 		c.dims, c.batchAxis = rest, batchAxis
 	} else if fmt.Sprint(c.dims) != fmt.Sprint(rest) || c.batchAxis != batchAxis {
-		return fmt.Errorf("brecq: cache shape changed from %v to %v", c.dims, rest)
+		return errorf("cache shape changed from %v to %v", c.dims, rest)
 	}
 	nb := dims[batchAxis]
 	if batchAxis == 0 {
@@ -177,28 +182,35 @@ func (c *cache) appendTensor(t *tensors.Tensor, batchAxis int) error {
 }
 
 // batch gathers the images idx into a graph-layout tensor.
-func (c *cache) batch(idx []int) *tensors.Tensor {
+func (c *cache) batch(idx []int) (*tensors.Tensor, error) {
 	per := c.per()
 	b := len(idx)
 	out := make([]float32, b*per)
 	dims := make([]int, 0, len(c.dims)+1)
 	if c.batchAxis == 0 {
 		for j, i := range idx {
-			copy(out[j*per:(j+1)*per], c.image(i))
+			img, err := c.image(i)
+			if err != nil {
+				return nil, err
+			}
+			copy(out[j*per:(j+1)*per], img)
 		}
 		dims = append(append(dims, b), c.dims...)
 	} else {
 		C := c.dims[0]
 		S := per / C
 		for j, i := range idx {
-			src := c.image(i)
+			src, err := c.image(i)
+			if err != nil {
+				return nil, err
+			}
 			for ch := 0; ch < C; ch++ {
 				copy(out[(ch*b+j)*S:(ch*b+j+1)*S], src[ch*S:(ch+1)*S])
 			}
 		}
 		dims = append(append(append(dims, C), b), c.dims[1:]...)
 	}
-	return tensors.FromFlatDataAndDimensions(out, dims...)
+	return tensors.FromFlatDataAndDimensions(out, dims...), nil
 }
 
 // bytes is the cache's size (in memory or on disk).

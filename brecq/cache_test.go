@@ -3,6 +3,7 @@ package brecq
 import (
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/gomlx/gomlx/core/tensors"
@@ -44,11 +45,19 @@ func TestDiskCacheEqualsMemory(t *testing.T) {
 			t.Errorf("bytes %d vs %d", mem.bytes(), disk.bytes())
 		}
 		idx := []int{19, 0, 7, 7, 12}
-		if d := maxRelDiff(tensors.MustCopyFlatData[float32](mem.batch(idx)), tensors.MustCopyFlatData[float32](disk.batch(idx))); d != 0 {
+		if d := maxRelDiff(mustBatch(t, mem, idx), mustBatch(t, disk, idx)); d != 0 {
 			t.Errorf("%v: batches differ (%g)", tc.dims, d)
 		}
-		if mem.mean() != disk.mean() {
-			t.Errorf("%v: means %g vs %g", tc.dims, mem.mean(), disk.mean())
+		mm, err := mem.mean()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dm, err := disk.mean()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mm != dm {
+			t.Errorf("%v: means %g vs %g", tc.dims, mm, dm)
 		}
 		sq := func(v float32) float32 { return v*v + 1 }
 		if err := mem.apply(sq); err != nil {
@@ -57,7 +66,7 @@ func TestDiskCacheEqualsMemory(t *testing.T) {
 		if err := disk.apply(sq); err != nil {
 			t.Fatal(err)
 		}
-		if d := maxRelDiff(tensors.MustCopyFlatData[float32](mem.batch(idx)), tensors.MustCopyFlatData[float32](disk.batch(idx))); d != 0 {
+		if d := maxRelDiff(mustBatch(t, mem, idx), mustBatch(t, disk, idx)); d != 0 {
 			t.Errorf("%v: transformed batches differ (%g)", tc.dims, d)
 		}
 		disk.close()
@@ -92,5 +101,37 @@ func TestRunWithDiskCacheIsIdentical(t *testing.T) {
 		if d := maxRelDiff(v, disk.Q.V[name]); d != 0 {
 			t.Errorf("layer %s: V differs with the disk cache (%g)", name, d)
 		}
+	}
+}
+
+// mustBatch is c.batch(idx) as flat values.
+func mustBatch(t *testing.T, c *cache, idx []int) []float32 {
+	t.Helper()
+	b, err := c.batch(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tensors.MustCopyFlatData[float32](b)
+}
+
+// TestDiskCacheReadErrorIsReturned: when the cache file can no longer be
+// read, batch and mean return an error naming the file instead of panicking.
+func TestDiskCacheReadErrorIsReturned(t *testing.T) {
+	c := &cache{expect: 4, limitBytes: 4, dir: t.TempDir()}
+	if err := c.appendTensor(tensors.FromFlatDataAndDimensions([]float32{1, 2, 3, 4, 5, 6, 7, 8}, 4, 2), 0); err != nil {
+		t.Fatal(err)
+	}
+	if !c.onDisk() {
+		t.Fatal("cache not on disk")
+	}
+	if got := mustBatch(t, c, []int{2}); got[0] != 5 || got[1] != 6 {
+		t.Fatalf("image 2 = %v, want [5 6]", got)
+	}
+	c.file.Close() // the file goes away under the cache
+	if _, err := c.batch([]int{1}); err == nil || !strings.Contains(err.Error(), "disk cache") {
+		t.Errorf("batch after the file closed: error %v, want a disk cache error", err)
+	}
+	if _, err := c.mean(); err == nil {
+		t.Error("mean after the file closed: want an error")
 	}
 }

@@ -1,7 +1,6 @@
 package brecq
 
 import (
-	"fmt"
 	"math"
 	"sort"
 	"strconv"
@@ -18,12 +17,12 @@ import (
 func (q *QNet) IntegerCodes(layer string, mode RoundingMode) ([]uint8, error) {
 	wq, ok := q.WQ[layer]
 	if !ok {
-		return nil, fmt.Errorf("brecq: layer %q has no weight quantizer", layer)
+		return nil, errorf("layer %q has no weight quantizer", layer)
 	}
 	w := tensors.MustCopyFlatData[float32](q.FP[layer+".weight"])
 	v := q.V[layer]
 	if mode != RoundNearest && v == nil {
-		return nil, fmt.Errorf("brecq: layer %q has no AdaRound variables", layer)
+		return nil, errorf("layer %q has no AdaRound variables", layer)
 	}
 	ch := len(wq.Scale)
 	per := len(w) / ch

@@ -1,7 +1,6 @@
 package brecq
 
 import (
-	"fmt"
 	"math"
 
 	"github.com/gomlx/gomlx/core/tensors"
@@ -9,14 +8,14 @@ import (
 	"github.com/brecq-go/brecq/brecq/models"
 )
 
-// FoldBN folds every BatchNorm into the layer before it (SPEC §2): with
+// FoldBN folds every BatchNorm into the layer before it, as BRECQ (Li et al., 2021) does before quantizing: with
 // a = γ/√(σ² + ε),
 //
 //	W'[o,…] = a[o]·W[o,…],   b'[o] = a[o]·(b[o] − μ[o]) + β[o]
 //
 // (b = 0 for a convolution without bias). The result holds "<layer>.weight"
-// and "<layer>.bias" for every layer and no BatchNorm tensors; evaluate it
-// with FoldedOps.
+// and "<layer>.bias" for every layer and no BatchNorm tensors; a QNet evaluates it
+// (qOps).
 func FoldBN(net *models.Net, p models.Params) (models.Params, error) {
 	if err := net.Check(p); err != nil {
 		return nil, err
@@ -37,7 +36,7 @@ func FoldBN(net *models.Net, p models.Params) (models.Params, error) {
 			per := len(w) / l.Out
 			for o := 0; o < l.Out; o++ {
 				if v[o] < 0 || math.IsNaN(float64(v[o])) {
-					return nil, fmt.Errorf("brecq: %s.running_var[%d] = %g is not a variance", l.BN, o, v[o])
+					return nil, errorf("%s.running_var[%d] = %g is not a variance", l.BN, o, v[o])
 				}
 				a := float64(g[o]) / math.Sqrt(float64(v[o])+models.BNEps)
 				for i := o * per; i < (o+1)*per; i++ {

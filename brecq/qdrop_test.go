@@ -26,11 +26,11 @@ func TestDropKeepsQuantizedWithProbability(t *testing.T) {
 			t.Fatal(err)
 		}
 		exec := graph.MustNewExec(b, func(xn, s, z, st *graph.Node) []*graph.Node {
-			ops := &qOps{q: q, n: map[string]*graph.Node{"as:p": s, "az:p": z}, rng: st,
+			ops := &qOps{q: q, n: map[key]*graph.Node{{aScaleT, "p"}: s, {aZeroT, "p"}: z}, rng: st,
 				mode: Mode{Acts: map[string]bool{"p": true}, DropProb: p}}
 			return []*graph.Node{ops.Act("p", xn), ops.rng}
 		})
-		res := exec.MustExec(tensors.FromFlatDataAndDimensions(x, n), float32(0.25), float32(0), rng)
+		res := exec.MustCall(tensors.FromFlatDataAndDimensions(x, n), float32(0.25), float32(0), rng)
 		got := tensors.MustCopyFlatData[float32](res[0])
 		exec.Finalize()
 		quant := 0
@@ -78,7 +78,7 @@ func TestQDropRunsAndIsDeterministic(t *testing.T) {
 	}
 	// Step sizes moved away from the range search's: compare with a run
 	// that only initialises them.
-	nopt := q1.Opt
+	nopt := q1.Options()
 	nopt.Method = MethodNearest
 	nq := runQuantizer(t, b, net, p, x, nopt)
 	moved := 0

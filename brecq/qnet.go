@@ -21,38 +21,13 @@ type QNet struct {
 	FP models.Params
 	// WQ is the weight quantizer of each layer.
 	WQ map[string]QParams
-	// V is AdaRound's continuous rounding variable of each layer (nil until InitV).
+	// V is AdaRound's continuous rounding variable of each layer (empty with MethodNearest; set by InitAdaRoundV).
 	V map[string][]float32
 	// AQ is the activation quantizer of each activation point (absent: not initialised).
 	AQ map[string]QParams
 	// ABits is the bit-width of each activation point (0 or ≥ 32: unquantized).
 	ABits map[string]int
 }
-
-// Mode says, for one graph, how each layer's weights are rounded and which
-// activation points are quantized. Layers missing from Weights use
-// DefaultWeights; points missing from Acts are unquantized.
-type Mode struct {
-	DefaultWeights RoundingMode
-	Weights        map[string]RoundingMode
-	Acts           map[string]bool
-	// DropProb, when in (0, 1), is QDrop: each element at a switched-on
-	// activation point keeps its quantized value with probability DropProb
-	// and its full-precision value otherwise (a fresh draw per element and
-	// per pass: x̃ = m·q(x) + (1 − m)·x, m ~ Bernoulli(DropProb)).
-	DropProb float64
-}
-
-// Weight returns the rounding mode of layer name.
-func (m Mode) Weight(name string) RoundingMode {
-	if r, ok := m.Weights[name]; ok {
-		return r
-	}
-	return m.DefaultWeights
-}
-
-// FPMode is the full-precision network (no quantization anywhere).
-func FPMode() Mode { return Mode{DefaultWeights: RoundOff} }
 
 // ActPoints lists the activation points net declares, in execution order
 // (models.Net.ActPoints): per block, its layers' points (a layer's output
@@ -62,15 +37,35 @@ func FPMode() Mode { return Mode{DefaultWeights: RoundOff} }
 // and the block output.
 func ActPoints(net *models.Net) []string { return net.ActPoints() }
 
-// feed is the flat list of tensors passed to a graph, with their names.
-type feed struct {
-	names []string
-	vals  []*tensors.Tensor
+// tensorKind says which tensor of a layer or of an activation point a graph
+// input carries.
+type tensorKind uint8
+
+const (
+	weightT tensorKind = iota // a layer's BN-folded FP weight
+	biasT                     // a layer's folded bias
+	wScaleT                   // a layer's weight step sizes s (one per output channel)
+	wZeroT                    // a layer's weight zero points z
+	roundVT                   // a layer's AdaRound variable V
+	aScaleT                   // an activation point's step size s
+	aZeroT                    // an activation point's zero point z
+)
+
+var tensorKindNames = [...]string{"weight", "bias", "weight scale", "weight zero point", "rounding variable V",
+	"activation scale", "activation zero point"}
+
+// key names one tensor of a QNet: its kind and the layer or activation point it belongs to.
+type key struct {
+	kind tensorKind
+	name string
 }
 
-func (f *feed) add(name string, t *tensors.Tensor) {
-	f.names = append(f.names, name)
-	f.vals = append(f.vals, t)
+func (k key) String() string { return fmt.Sprintf("%s of %s", tensorKindNames[k.kind], k.name) }
+
+// feed is the flat list of tensors passed first to a graph, with their keys.
+type feed struct {
+	keys []key
+	vals []*tensors.Tensor
 }
 
 func (f *feed) args(extra ...any) []any {
@@ -81,45 +76,70 @@ func (f *feed) args(extra ...any) []any {
 	return append(a, extra...)
 }
 
-// nodes maps the names to the first len(names) graph inputs.
-func (f *feed) nodes(in []*graph.Node) map[string]*graph.Node {
-	m := make(map[string]*graph.Node, len(f.names))
-	for i, n := range f.names {
-		m[n] = in[i]
+// nodes maps the keys to the first len(keys) graph inputs.
+func (f *feed) nodes(in []*graph.Node) map[key]*graph.Node {
+	m := make(map[key]*graph.Node, len(f.keys))
+	for i, k := range f.keys {
+		m[k] = in[i]
 	}
 	return m
 }
 
-func qTensor(q QParams, scale bool) *tensors.Tensor {
-	v := q.ZeroPoint
-	if scale {
-		v = q.Scale
+// tensor returns the current value of the tensor k of q (a new tensor).
+func (q *QNet) tensor(k key) *tensors.Tensor {
+	switch k.kind {
+	case weightT:
+		return q.FP[k.name+".weight"]
+	case biasT:
+		return q.FP[k.name+".bias"]
+	case wScaleT:
+		return q.WQ[k.name].ScaleTensor()
+	case wZeroT:
+		return q.WQ[k.name].ZeroPointTensor()
+	case roundVT:
+		return tensors.FromFlatDataAndDimensions(q.V[k.name], q.FP[k.name+".weight"].Shape().Dimensions...)
+	case aScaleT:
+		return q.AQ[k.name].ScaleTensor()
+	case aZeroT:
+		return q.AQ[k.name].ZeroPointTensor()
 	}
-	shape := q.Shape
-	if len(shape) == 0 {
-		return tensors.FromScalar(v[0])
-	}
-	return tensors.FromFlatDataAndDimensions(append([]float32(nil), v...), shape...)
+	panic(fmt.Sprintf("brecq: unknown tensor kind %d", k.kind))
 }
 
-// feed returns every tensor of q a graph may read, except the names in skip
+// store sets the trainable tensor k of q (a rounding variable V or an
+// activation step size) from t.
+func (q *QNet) store(k key, t *tensors.Tensor) {
+	switch k.kind {
+	case roundVT:
+		q.V[k.name] = tensors.MustCopyFlatData[float32](t)
+	case aScaleT:
+		aq := q.AQ[k.name]
+		aq.Scale = []float32{tensors.ToScalar[float32](t)}
+		q.AQ[k.name] = aq
+	default:
+		panic(fmt.Sprintf("brecq: %s is not trainable", k))
+	}
+}
+
+// feed returns every tensor of q a graph may read, except the keys in skip
 // (those become trainable inputs of a step graph).
-func (q *QNet) feed(skip map[string]bool) *feed {
+func (q *QNet) feed(skip map[key]bool) *feed {
 	f := &feed{}
-	add := func(name string, t *tensors.Tensor) {
-		if !skip[name] {
-			f.add(name, t)
+	add := func(k key) {
+		if !skip[k] {
+			f.keys = append(f.keys, k)
+			f.vals = append(f.vals, q.tensor(k))
 		}
 	}
 	for _, l := range q.Net.Layers() {
-		add("w:"+l.Name, q.FP[l.Name+".weight"])
-		add("b:"+l.Name, q.FP[l.Name+".bias"])
-		if wq, ok := q.WQ[l.Name]; ok {
-			add("s:"+l.Name, qTensor(wq, true))
-			add("z:"+l.Name, qTensor(wq, false))
+		add(key{weightT, l.Name})
+		add(key{biasT, l.Name})
+		if _, ok := q.WQ[l.Name]; ok {
+			add(key{wScaleT, l.Name})
+			add(key{wZeroT, l.Name})
 		}
-		if v, ok := q.V[l.Name]; ok {
-			add("v:"+l.Name, tensors.FromFlatDataAndDimensions(v, q.FP[l.Name+".weight"].Shape().Dimensions...))
+		if _, ok := q.V[l.Name]; ok {
+			add(key{roundVT, l.Name})
 		}
 	}
 	pts := make([]string, 0, len(q.AQ))
@@ -128,8 +148,8 @@ func (q *QNet) feed(skip map[string]bool) *feed {
 	}
 	sort.Strings(pts)
 	for _, p := range pts {
-		add("as:"+p, qTensor(q.AQ[p], true))
-		add("az:"+p, qTensor(q.AQ[p], false))
+		add(key{aScaleT, p})
+		add(key{aZeroT, p})
 	}
 	return f
 }
@@ -139,7 +159,7 @@ func (q *QNet) feed(skip map[string]bool) *feed {
 // at an activation point, so a caller can capture a unit's input and output.
 type qOps struct {
 	q     *QNet
-	n     map[string]*graph.Node
+	n     map[key]*graph.Node
 	mode  Mode
 	onIn  func(l *models.Layer, x *graph.Node)
 	onOut func(l *models.Layer, y *graph.Node) *graph.Node
@@ -148,9 +168,6 @@ type qOps struct {
 	// must be set when mode.DropProb is in (0, 1).
 	rng *graph.Node
 }
-
-// dropping reports whether the mode draws QDrop masks.
-func (m Mode) dropping() bool { return m.DropProb > 0 && m.DropProb < 1 }
 
 // drop returns q where a uniform draw falls below DropProb and x elsewhere,
 // advancing the random state.
@@ -163,10 +180,10 @@ func (o *qOps) drop(q, x *graph.Node) *graph.Node {
 	return graph.Where(graph.LessThan(u, graph.Scalar(x.Graph(), x.DType(), o.mode.DropProb)), q, x)
 }
 
-func (o *qOps) node(name string) *graph.Node {
-	n, ok := o.n[name]
+func (o *qOps) node(kind tensorKind, name string) *graph.Node {
+	n, ok := o.n[key{kind, name}]
 	if !ok {
-		panic(fmt.Sprintf("brecq: graph input %q missing (quantizer not initialised?)", name))
+		panic(fmt.Sprintf("brecq: graph input %s missing (quantizer not initialised?)", key{kind, name}))
 	}
 	return n
 }
@@ -176,15 +193,15 @@ func (o *qOps) Layer(l *models.Layer, x *graph.Node) *graph.Node {
 	if o.onIn != nil {
 		o.onIn(l, x)
 	}
-	w := o.node("w:" + l.Name)
+	w := o.node(weightT, l.Name)
 	switch m := o.mode.Weight(l.Name); m {
 	case RoundOff:
 	case RoundNearest:
-		w = FakeQuant(w, o.node("s:"+l.Name), o.node("z:"+l.Name), o.q.WQ[l.Name].Bits)
+		w = FakeQuant(w, o.node(wScaleT, l.Name), o.node(wZeroT, l.Name), o.q.WQ[l.Name].Bits)
 	case RoundSoft, RoundHard:
-		w = AdaRoundWeight(w, o.node("v:"+l.Name), o.node("s:"+l.Name), o.node("z:"+l.Name), o.q.WQ[l.Name].Bits, m)
+		w = AdaRoundWeight(w, o.node(roundVT, l.Name), o.node(wScaleT, l.Name), o.node(wZeroT, l.Name), o.q.WQ[l.Name].Bits, m)
 	}
-	y := models.LinearOp(l, w, o.node("b:"+l.Name), x)
+	y := models.LinearOp(l, w, o.node(biasT, l.Name), x)
 	if o.onOut != nil {
 		if r := o.onOut(l, y); r != nil {
 			y = r
@@ -207,7 +224,7 @@ func (o *qOps) Act(point string, x *graph.Node) *graph.Node {
 	if bits <= 0 || bits >= 32 {
 		return x
 	}
-	q := FakeQuant(x, o.node("as:"+point), o.node("az:"+point), bits)
+	q := FakeQuant(x, o.node(aScaleT, point), o.node(aZeroT, point), bits)
 	if o.mode.dropping() {
 		return o.drop(q, x)
 	}

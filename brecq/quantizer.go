@@ -10,20 +10,20 @@ import (
 	"github.com/gomlx/gomlx/support/exceptions"
 )
 
-// MinBits and MaxBits bound the supported bit-widths b of the uniform affine quantizers (SPEC §2).
+// MinBits and MaxBits bound the supported bit-widths b of the uniform affine quantizers (BRECQ, Li et al., 2021).
 const (
 	MinBits = 2
 	MaxBits = 8
 )
 
 // MinScale is the floor applied to every step size s computed from a range, so that s > 0 even for
-// an all-zero channel (SPEC §2; the authors' code would divide by zero there).
+// an all-zero channel (the authors' code would divide by zero there).
 const MinScale = 1e-8
 
 // ValidateBits returns an error unless MinBits ≤ bits ≤ MaxBits.
 func ValidateBits(bits int) error {
 	if bits < MinBits || bits > MaxBits {
-		return fmt.Errorf("brecq: unsupported bit-width %d: must be in [%d, %d]", bits, MinBits, MaxBits)
+		return errorf("unsupported bit-width %d: must be in [%d, %d]", bits, MinBits, MaxBits)
 	}
 	return nil
 }
@@ -35,11 +35,11 @@ func mustBits(bits int) {
 	}
 }
 
-// QMax returns the largest integer level 2^b − 1 of a b-bit unsigned grid {0, …, 2^b − 1} (SPEC §2).
+// QMax returns the largest integer level 2^b − 1 of a b-bit unsigned grid {0, …, 2^b − 1} (BRECQ, Li et al., 2021).
 // It does not validate bits.
 func QMax(bits int) int { return (1 << bits) - 1 }
 
-// FakeQuant returns the uniform affine fake quantization of x (SPEC §2):
+// FakeQuant returns the uniform affine fake quantization of x (BRECQ, Li et al., 2021):
 //
 //	x̂ = s·(clip(⌊x/s⌉ + z, 0, 2^b − 1) − z)
 //
@@ -77,7 +77,7 @@ func clipInclusive(v, lo, hi *graph.Node) *graph.Node {
 	return graph.Min(hi, graph.Max(v, lo))
 }
 
-// QParams holds host-side quantizer parameters (SPEC §2): bit-width, step sizes s and zero points z.
+// QParams holds host-side quantizer parameters (BRECQ, Li et al., 2021): bit-width, step sizes s and zero points z.
 // Per-tensor quantizers have one value and Shape [] (a scalar); per-channel quantizers have one value
 // per output channel and Shape [out, 1, …, 1] (set it with WithShape) or [out].
 type QParams struct {
@@ -86,7 +86,7 @@ type QParams struct {
 	Shape            []int
 }
 
-// QParamsFromRange builds quantizer parameters from one (min, max) range per channel (SPEC §2):
+// QParamsFromRange builds quantizer parameters from one (min, max) range per channel (BRECQ, Li et al., 2021):
 // the range is first widened to include 0 (min ← min(min, 0), max ← max(max, 0)), then
 //
 //	s = max((max − min)/(2^b − 1), MinScale),  z = ⌊−min/s⌉ (round half to even, like torch.round)
@@ -99,15 +99,15 @@ func QParamsFromRange(min, max []float32, bits int) (QParams, error) {
 		return QParams{}, err
 	}
 	if len(min) != len(max) {
-		return QParams{}, fmt.Errorf("brecq: QParamsFromRange: %d minima but %d maxima", len(min), len(max))
+		return QParams{}, errorf("QParamsFromRange: %d minima but %d maxima", len(min), len(max))
 	}
 	if len(min) == 0 {
-		return QParams{}, fmt.Errorf("brecq: QParamsFromRange: empty range")
+		return QParams{}, errorf("QParamsFromRange: empty range")
 	}
 	q := QParams{Bits: bits, Scale: make([]float32, len(min)), ZeroPoint: make([]float32, len(min))}
 	for i := range min {
 		if isNaN32(min[i]) || isNaN32(max[i]) {
-			return QParams{}, fmt.Errorf("brecq: QParamsFromRange: NaN in range %d: [%g, %g]", i, min[i], max[i])
+			return QParams{}, errorf("QParamsFromRange: NaN in range %d: [%g, %g]", i, min[i], max[i])
 		}
 		q.Scale[i], q.ZeroPoint[i] = scaleZeroPoint(min[i], max[i], bits)
 	}
@@ -143,15 +143,15 @@ func (q QParams) Validate() error {
 		return err
 	}
 	if len(q.Scale) == 0 || len(q.Scale) != len(q.ZeroPoint) {
-		return fmt.Errorf("brecq: QParams: %d scales and %d zero points", len(q.Scale), len(q.ZeroPoint))
+		return errorf("QParams: %d scales and %d zero points", len(q.Scale), len(q.ZeroPoint))
 	}
 	for i, s := range q.Scale {
 		z := q.ZeroPoint[i]
 		if !(s > 0) || math.IsInf(float64(s), 0) {
-			return fmt.Errorf("brecq: QParams: scale[%d] = %g, must be finite and > 0", i, s)
+			return errorf("QParams: scale[%d] = %g, must be finite and > 0", i, s)
 		}
 		if z != float32(math.Round(float64(z))) || z < 0 || int(z) > QMax(q.Bits) {
-			return fmt.Errorf("brecq: QParams: zero point[%d] = %g, must be an integer in [0, %d]", i, z, QMax(q.Bits))
+			return errorf("QParams: zero point[%d] = %g, must be an integer in [0, %d]", i, z, QMax(q.Bits))
 		}
 	}
 	if q.Shape != nil {
@@ -160,7 +160,7 @@ func (q QParams) Validate() error {
 			n *= d
 		}
 		if n != len(q.Scale) {
-			return fmt.Errorf("brecq: QParams: shape %v has %d elements, but there are %d scales", q.Shape, n, len(q.Scale))
+			return errorf("QParams: shape %v has %d elements, but there are %d scales", q.Shape, n, len(q.Scale))
 		}
 	}
 	return nil
@@ -174,7 +174,7 @@ func (q QParams) WithShape(dims ...int) (QParams, error) {
 		n *= d
 	}
 	if n != len(q.Scale) {
-		return QParams{}, fmt.Errorf("brecq: QParams.WithShape(%v): %d elements, but there are %d scales", dims, n, len(q.Scale))
+		return QParams{}, errorf("QParams.WithShape(%v): %d elements, but there are %d scales", dims, n, len(q.Scale))
 	}
 	out := q
 	out.Scale = slices.Clone(q.Scale)
@@ -236,7 +236,7 @@ func fakeQuant1(x, s, z, qmax float32) float32 {
 	return s * r
 }
 
-// FakeQuantHost is the pure-Go reference of FakeQuant (SPEC §2): x̂ = s·(clip(⌊x/s⌉ + z, 0, 2^b − 1) − z),
+// FakeQuantHost is the pure-Go reference of FakeQuant: x̂ = s·(clip(⌊x/s⌉ + z, 0, 2^b − 1) − z),
 // evaluated in float32 with the same operation order as the graph, so results are bit-identical.
 // x is a flat row-major tensor with the output channel on axis 0 when q is per-channel.
 // It panics if q is inconsistent with x (use QParams.Validate first for user input).

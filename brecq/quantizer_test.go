@@ -23,7 +23,7 @@ func qtBackend(t testing.TB) compute.Backend {
 func qtRun(t testing.TB, fn func(in []*graph.Node) []*graph.Node, args ...any) [][]float32 {
 	t.Helper()
 	exec := graph.MustNewExec(qtBackend(t), fn)
-	outs := exec.MustExec(args...)
+	outs := exec.MustCall(args...)
 	res := make([][]float32, len(outs))
 	for i, o := range outs {
 		res[i] = tensors.MustCopyFlatData[float32](o)
@@ -73,7 +73,7 @@ func TestFakeQuantByHand(t *testing.T) {
 				{x: 6.1, want: 6.0, dx: 1, ds: 12 - 12.2},         // q = 15 exactly: inclusive bound
 				{x: 7.0, want: 6.0, dx: 0, ds: 15 - 3},            // above: ds = 2^b − 1 − z
 				{x: 100, want: 6.0, dx: 0, ds: 15 - 3},            // far above
-				{x: -0.2, want: -0.0, dx: 1, ds: 0 - (-0.4)},      // round(−0.4) = 0
+				{x: -0.2, want: 0.0, dx: 1, ds: 0 - (-0.4)},       // round(−0.4) = 0
 				{x: -0.8, want: -1.0, dx: 1, ds: -2 - (-1.6)},     // round(−1.6) = −2
 				{x: 3.75, want: 4.0, dx: 1, ds: 8 - 7.5},          // 7.5 → 8 (even)
 				{x: 3.25, want: 3.0, dx: 1, ds: 6 - 6.5},          // 6.5 → 6 (even)

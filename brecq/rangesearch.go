@@ -7,7 +7,7 @@ import (
 	"sync"
 )
 
-// Range search knobs (SPEC §2). They are package-level defaults read by every search; change them
+// Range search knobs (the authors' code). They are package-level defaults read by every search; change them
 // only before starting a run (they are not synchronised).
 var (
 	// RangeSearchCandidates is the number of shrunk ranges tried: i = 0 … RangeSearchCandidates−1
@@ -19,14 +19,14 @@ var (
 )
 
 // DefaultLpNorm is the exponent p of the L_p error minimised by the range search and used by the
-// activation-stage loss (p = 2.4, SPEC §2 and §4; the authors follow LAPQ, Nahshan et al. 2019).
+// activation-stage loss (p = 2.4, as in the authors' code, which follows LAPQ, Nahshan et al. 2019).
 const DefaultLpNorm = 2.4
 
 // parallelMinWork is the number of element-candidate evaluations below which a search stays on
 // the calling goroutine.
 const parallelMinWork = 1 << 16
 
-// SearchRangePerTensor returns the quantization range of x chosen by the L_p range search (SPEC §2):
+// SearchRangePerTensor returns the quantization range of x chosen by the L_p range search of the authors' code:
 // with m = min(x), M = max(x), candidate i = 0 … RangeSearchCandidates−1 is
 //
 //	(m·(1 − RangeSearchShrinkStep·i), M·(1 − RangeSearchShrinkStep·i)),
@@ -110,7 +110,7 @@ func SearchRangePerTensor(x []float32, bits int, p float64) (lo, hi float32) {
 
 // SearchRangePerChannel runs the L_p range search of SearchRangePerTensor independently on each of
 // the `channels` equal consecutive slices of w (per output channel for a weight in PyTorch layout,
-// SPEC §2) and returns one (lo, hi) per channel. Channels are processed in parallel when w is
+// the authors' code) and returns one (lo, hi) per channel. Channels are processed in parallel when w is
 // large; the result is deterministic. It panics on unsupported bits, p ≤ 0, channels ≤ 0 or a
 // length of w that is not a positive multiple of channels.
 func SearchRangePerChannel(w []float32, channels int, bits int, p float64) (lo, hi []float32) {
@@ -160,7 +160,7 @@ func SearchRangePerChannel(w []float32, channels int, bits int, p float64) (lo, 
 	return lo, hi
 }
 
-// SearchWeightQParams is the weight initialisation of SPEC §2: per-output-channel range search
+// SearchWeightQParams is the weight initialisation of BRECQ's code: per-output-channel range search
 // (p = DefaultLpNorm) followed by QParamsFromRange, with Shape [out, 1, …, 1] for a weight of the
 // given shape (PyTorch layout, output channel on axis 0).
 func SearchWeightQParams(w []float32, shape []int, bits int) (QParams, error) {
@@ -172,7 +172,7 @@ func SearchWeightQParams(w []float32, shape []int, bits int) (QParams, error) {
 		n *= d
 	}
 	if len(shape) == 0 || n != len(w) || n == 0 {
-		return QParams{}, fmt.Errorf("brecq: SearchWeightQParams: shape %v doesn't match %d weights", shape, len(w))
+		return QParams{}, errorf("SearchWeightQParams: shape %v doesn't match %d weights", shape, len(w))
 	}
 	mn, mx := SearchRangePerChannel(w, shape[0], bits, DefaultLpNorm)
 	q, err := QParamsFromRange(mn, mx, bits)
@@ -182,14 +182,14 @@ func SearchWeightQParams(w []float32, shape []int, bits int) (QParams, error) {
 	return q.WithShape(ChannelShape(shape[0], len(shape))...)
 }
 
-// SearchActivationQParams is the activation initialisation of SPEC §2: per-tensor range search
+// SearchActivationQParams is the activation initialisation of BRECQ's code: per-tensor range search
 // (p = DefaultLpNorm) on a calibration batch x, followed by QParamsFromRange (Shape []).
 func SearchActivationQParams(x []float32, bits int) (QParams, error) {
 	if err := ValidateBits(bits); err != nil {
 		return QParams{}, err
 	}
 	if len(x) == 0 {
-		return QParams{}, fmt.Errorf("brecq: SearchActivationQParams: empty tensor")
+		return QParams{}, errorf("SearchActivationQParams: empty tensor")
 	}
 	mn, mx := SearchRangePerTensor(x, bits, DefaultLpNorm)
 	return QParamsFromRange([]float32{mn}, []float32{mx}, bits)

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// bruteForceRange is an independent recomputation of the L_p range search of SPEC §2, written from
+// bruteForceRange is an independent recomputation of the L_p range search of the authors' code, written from
 // the formula (not from the package's helpers): try the 80 candidates (min·(1−0.01i), max·(1−0.01i)),
 // quantize with x_q = (clamp(round(x/s) + z, 0, 2^b−1) − z)·s, keep the first lowest Σ|x − x_q|^p.
 func bruteForceRange(x []float32, bits int, p float64) (lo, hi float32, best int) {

@@ -9,7 +9,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 )
 
-// TestRecLossLp: recLoss with p = 2.4 equals Σ_channels |ŷ − y|^p averaged
+// TestRecLossLp: LpLoss with p = 2.4 equals Σ_channels |ŷ − y|^p averaged
 // over the rest, computed on the host, and its gradient equals
 // p·|d|^(p−1)·sign(d)/count, also on the host.
 func TestRecLossLp(t *testing.T) {
@@ -23,10 +23,10 @@ func TestRecLossLp(t *testing.T) {
 	target[4] = pred[4] // d = 0 exactly: gradient 0, not NaN
 	const p = 2.4
 	exec := graph.MustNewExec(b, func(x, y *graph.Node) []*graph.Node {
-		l := recLoss(x, y, nil, p, 0)
+		l := LpLoss(x, y, nil, p, 0)
 		return []*graph.Node{l, graph.Gradient(l, x)[0]}
 	})
-	res := exec.MustExec(tensors.FromFlatDataAndDimensions(pred, c, n), tensors.FromFlatDataAndDimensions(target, c, n))
+	res := exec.MustCall(tensors.FromFlatDataAndDimensions(pred, c, n), tensors.FromFlatDataAndDimensions(target, c, n))
 	got := float64(tensors.ToScalar[float32](res[0]))
 	grad := tensors.MustCopyFlatData[float32](res[1])
 	want := 0.0

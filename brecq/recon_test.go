@@ -212,7 +212,7 @@ func TestFisherWeightsMatchFiniteDifferences(t *testing.T) {
 	f := q.Q.feed(nil)
 	exec := graph.MustNewExec(b, func(in []*graph.Node) []*graph.Node {
 		nodes := f.nodes(in)
-		img, delta := in[len(f.names)], in[len(f.names)+1]
+		img, delta := in[len(f.keys)], in[len(f.keys)+1]
 		ops := &qOps{q: q.Q, n: nodes, mode: mode}
 		ops.onAct = func(pt string, v *graph.Node) *graph.Node {
 			if pt == u.outName {
@@ -229,7 +229,7 @@ func TestFisherWeightsMatchFiniteDifferences(t *testing.T) {
 	klAt := func(i int, h float32) float64 {
 		d := make([]float32, C*N*S)
 		d[i] = h
-		out := exec.MustExec(f.args(x, tensors.FromFlatDataAndDimensions(d, C, N, 12, 12))...)
+		out := exec.MustCall(f.args(x, tensors.FromFlatDataAndDimensions(d, C, N, 12, 12))...)
 		return float64(tensors.ToScalar[float32](out[0]))
 	}
 	// The five elements with the largest squared gradient.

@@ -9,8 +9,10 @@ import (
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 
+	"github.com/brecq-go/brecq/brecq/mixed"
 	"github.com/brecq-go/brecq/brecq/models"
 	"github.com/brecq-go/brecq/internal/atomicfile"
+	"github.com/brecq-go/brecq/brecq/optim"
 	"github.com/brecq-go/brecq/internal/progress"
 )
 
@@ -25,7 +27,7 @@ type SensitivityFile struct {
 	CalibSeed  uint64             `json:"calib_seed"`
 	Options    SensitivityOptions `json:"options"`
 	Seconds    float64            `json:"seconds"`
-	Problem    *MPProblem         `json:"problem"`
+	Problem    *mixed.Problem     `json:"problem"`
 }
 
 // Save writes the file atomically (temporary file, then rename).
@@ -41,16 +43,16 @@ func LoadSensitivityFile(path string, want *SensitivityFile) (*SensitivityFile, 
 	}
 	var sf SensitivityFile
 	if err := json.Unmarshal(b, &sf); err != nil {
-		return nil, fmt.Errorf("%s: not a sensitivity file: %w", path, err)
+		return nil, errorf("%s: not a sensitivity file: %w", path, err)
 	}
 	if sf.Problem == nil || len(sf.Problem.Blocks) == 0 {
-		return nil, fmt.Errorf("%s: no measured blocks in the sensitivity file", path)
+		return nil, errorf("%s: no measured blocks in the sensitivity file", path)
 	}
 	if want == nil {
 		return &sf, nil
 	}
 	diff := func(what string, a, b any) error {
-		return fmt.Errorf("%s was measured with %s %v, this run has %v: delete it or pass another file", path, what, a, b)
+		return errorf("%s was measured with %s %v, this run has %v: delete it or pass another file", path, what, a, b)
 	}
 	switch {
 	case sf.Checkpoint != want.Checkpoint:
@@ -96,22 +98,22 @@ func DefaultSensitivityOptions() SensitivityOptions {
 // block); blocks are assumed to add up. labels are the calibration labels
 // (in the calibration tensor's order). The stem and the classifier are not
 // searched: they stay at FirstLast bits. The returned problem has no budget.
-func (r *Quantizer) MeasureSensitivity(labels []int32, opt SensitivityOptions) (*MPProblem, error) {
+func (r *Quantizer) MeasureSensitivity(labels []int32, opt SensitivityOptions) (*mixed.Problem, error) {
 	net := r.Q.Net
 	n := min(opt.Images, r.calib.Shape().Dimensions[0])
 	if n < 1 {
-		return nil, fmt.Errorf("sensitivity: need at least one image, have %d", n)
+		return nil, errorf("sensitivity: need at least one image, have %d", n)
 	}
 	if len(labels) < n {
-		return nil, fmt.Errorf("sensitivity: %d labels for %d images", len(labels), n)
+		return nil, errorf("sensitivity: %d labels for %d images", len(labels), n)
 	}
 	for _, b := range opt.Candidates {
 		if err := ValidateBits(b); err != nil {
-			return nil, fmt.Errorf("sensitivity candidate: %w", err)
+			return nil, errorf("sensitivity candidate: %w", err)
 		}
 	}
 	if len(opt.Candidates) == 0 {
-		return nil, fmt.Errorf("sensitivity: no candidate bit-widths")
+		return nil, errorf("sensitivity: no candidate bit-widths")
 	}
 	full, err := r.imageStream()
 	if err != nil {
@@ -122,25 +124,29 @@ func (r *Quantizer) MeasureSensitivity(labels []int32, opt SensitivityOptions) (
 		idx[i] = i
 	}
 	stream := &stream{block: 0, x: &cache{}}
-	if err := stream.x.appendTensor(full.x.batch(idx), 1); err != nil {
+	first, err := full.x.batch(idx)
+	if err != nil {
+		return nil, err
+	}
+	if err := stream.x.appendTensor(first, 1); err != nil {
 		return nil, err
 	}
 	lab := tensors.FromFlatDataAndDimensions(append([]int32(nil), labels[:n]...), n)
 
-	prob := &MPProblem{Candidates: append([]int(nil), opt.Candidates...), ABits: r.Opt.ABits}
+	prob := &mixed.Problem{Candidates: append([]int(nil), opt.Candidates...), ABits: r.opt.ABits}
 	var bar *progress.Bar
-	if r.Opt.Progress != nil {
+	if r.opt.Progress != nil {
 		total := 0
 		for _, b := range net.Blocks {
-			if b.Kind == models.Basic {
+			if b.Body() {
 				total += intPow(len(opt.Candidates), len(b.AllLayers()))
 			}
 		}
-		bar = progress.New(r.Opt.Progress, "sensitivity       ", total)
+		bar = progress.New(r.opt.Progress, "sensitivity       ", total)
 	}
 	evaluated := 0
 	for bi, b := range net.Blocks {
-		if b.Kind != models.Basic {
+		if !b.Body() {
 			continue
 		}
 		if err := r.advance(stream, bi, FPMode()); err != nil {
@@ -150,7 +156,7 @@ func (r *Quantizer) MeasureSensitivity(labels []int32, opt SensitivityOptions) (
 		if err != nil {
 			return nil, err
 		}
-		blk := MPBlock{Name: b.Name}
+		blk := mixed.Block{Name: b.Name}
 		layers := b.AllLayers()
 		for _, l := range layers {
 			d := r.Q.FP[l.Name+".weight"].Shape().Dimensions
@@ -159,7 +165,7 @@ func (r *Quantizer) MeasureSensitivity(labels []int32, opt SensitivityOptions) (
 				params *= int64(v)
 			}
 			blk.Layers = append(blk.Layers, len(prob.Layers))
-			prob.Layers = append(prob.Layers, MPLayer{Name: l.Name, Params: params, MACs: params * int64(hw[l.Name])})
+			prob.Layers = append(prob.Layers, mixed.Layer{Name: l.Name, Params: params, MACs: params * int64(hw[l.Name])})
 		}
 		sens, err := r.blockSensitivities(bi, layers, stream.x, y, g2, opt.Candidates, func() {
 			evaluated++
@@ -208,10 +214,9 @@ func (r *Quantizer) blockFisher(bi int, x *cache, labels *tensors.Tensor) (y, g2
 			}
 			return nil
 		}
-		logits := net.ForwardRange(ops, in[len(f.names)], bi, len(net.Blocks))
-		lab := in[len(f.names)+1]
-		onehot := graph.OneHot(lab, logits.Shape().Dimensions[1], logits.DType())
-		ce := graph.Neg(graph.ReduceAllSum(graph.Mul(onehot, graph.LogSoftmax(logits, -1))))
+		logits := net.ForwardRange(ops, in[len(f.keys)], bi, len(net.Blocks))
+		lab := in[len(f.keys)+1]
+		ce := graph.ReduceAllSum(optim.CrossEntropyPerImage(logits, lab))
 		g := graph.Gradient(ce, out)[0]
 		return []*graph.Node{out, graph.Square(g)}
 	})
@@ -226,9 +231,13 @@ func (r *Quantizer) blockFisher(bi int, x *cache, labels *tensors.Tensor) (y, g2
 		for i, j := range idx {
 			l[i] = labs[j]
 		}
-		res, err := exec.Exec(f.args(x.batch(idx), tensors.FromFlatDataAndDimensions(l, len(l)))...)
+		xb, err := x.batch(idx)
 		if err != nil {
-			return fmt.Errorf("Fisher pass of block %s: %w", name, err)
+			return err
+		}
+		res, err := exec.Call(f.args(xb, tensors.FromFlatDataAndDimensions(l, len(l)))...)
+		if err != nil {
+			return errorf("Fisher pass of block %s: %w", name, err)
 		}
 		if err := y.appendTensor(res[0], 1); err != nil {
 			return err
@@ -241,23 +250,24 @@ func (r *Quantizer) blockFisher(bi int, x *cache, labels *tensors.Tensor) (y, g2
 // blockSensitivities evaluates S_b(c) for every combination c (mixed radix
 // over candidates, first layer most significant).
 func (r *Quantizer) blockSensitivities(bi int, layers []*models.Layer, x, y, g2 *cache, cands []int, tick func()) ([]float64, error) {
-	skip := map[string]bool{}
+	skip := map[key]bool{}
 	for _, l := range layers {
-		skip["w:"+l.Name] = true
+		skip[key{weightT, l.Name}] = true
 	}
 	f := r.Q.feed(skip)
 	k := len(layers)
 	net := r.Q.Net
-	exec, err := graph.NewExec(r.backend, func(in []*graph.Node) []*graph.Node {
-		nodes := f.nodes(in)
-		rest := in[len(f.names):]
-		for i, l := range layers {
-			nodes["w:"+l.Name] = rest[i]
+	// The block's weights are inputs: one set of rounded weights per combination.
+	in := newStepInputs(f)
+	wSlot, xSlot, ySlot, gSlot := in.add(k), in.one(), in.one(), in.one()
+	exec, err := graph.NewExec(r.backend, func(inputs []*graph.Node) []*graph.Node {
+		nodes := f.nodes(inputs)
+		for i, w := range wSlot.nodes(inputs) {
+			nodes[key{weightT, layers[i].Name}] = w
 		}
-		xn, yn, gn := rest[k], rest[k+1], rest[k+2]
 		ops := &qOps{q: r.Q, n: nodes, mode: FPMode()}
-		yhat := net.ForwardRange(ops, xn, bi, bi+1)
-		return []*graph.Node{graph.ReduceAllSum(graph.Mul(gn, graph.Square(graph.Sub(yhat, yn))))}
+		yhat := net.ForwardRange(ops, xSlot.node(inputs), bi, bi+1)
+		return []*graph.Node{graph.ReduceAllSum(graph.Mul(gSlot.node(inputs), graph.Square(graph.Sub(yhat, ySlot.node(inputs)))))}
 	})
 	if err != nil {
 		return nil, err
@@ -273,7 +283,7 @@ func (r *Quantizer) blockSensitivities(bi int, layers []*models.Layer, x, y, g2 
 		for j, bits := range cands {
 			qp, err := SearchWeightQParams(flat, dims, bits)
 			if err != nil {
-				return nil, fmt.Errorf("layer %s at %d bits: %w", l.Name, bits, err)
+				return nil, errorf("layer %s at %d bits: %w", l.Name, bits, err)
 			}
 			qw[i][j] = tensors.FromFlatDataAndDimensions(FakeQuantHost(flat, qp), dims...)
 		}
@@ -288,12 +298,23 @@ func (r *Quantizer) blockSensitivities(bi int, layers []*models.Layer, x, y, g2 
 		}
 		total := 0.0
 		err := chunks(x.n, func(idx []int) error {
-			args := f.args()
+			args := in.args()
+			ws := make([]any, k)
 			for i := range layers {
-				args = append(args, qw[i][digits[i]])
+				ws[i] = qw[i][digits[i]]
 			}
-			args = append(args, x.batch(idx), y.batch(idx), g2.batch(idx))
-			res, err := exec.Exec(args...)
+			wSlot.set(args, ws...)
+			for _, s := range []struct {
+				sl slot
+				c  *cache
+			}{{xSlot, x}, {ySlot, y}, {gSlot, g2}} {
+				t, err := s.c.batch(idx)
+				if err != nil {
+					return err
+				}
+				s.sl.set(args, t)
+			}
+			res, err := exec.Call(args...)
 			if err != nil {
 				return err
 			}
@@ -301,10 +322,10 @@ func (r *Quantizer) blockSensitivities(bi int, layers []*models.Layer, x, y, g2 
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("sensitivity of block %s: %w", net.Blocks[bi].Name, err)
+			return nil, errorf("sensitivity of block %s: %w", net.Blocks[bi].Name, err)
 		}
 		if math.IsNaN(total) || math.IsInf(total, 0) {
-			return nil, fmt.Errorf("sensitivity of block %s is %v", net.Blocks[bi].Name, total)
+			return nil, errorf("sensitivity of block %s is %v", net.Blocks[bi].Name, total)
 		}
 		sens[c] = 0.5 * total / float64(x.n)
 		tick()

@@ -2,6 +2,8 @@ package brecq
 
 import (
 	"testing"
+
+	"github.com/brecq-go/brecq/brecq/mixed"
 )
 
 // TestSensitivityProperties: on a random ResNet-8, every block gets
@@ -56,5 +58,18 @@ func TestSensitivityProperties(t *testing.T) {
 	l := prob.Layers[prob.Blocks[0].Layers[0]]
 	if l.Name != "layer1.0.conv1" || l.Params != 16*16*9 || l.MACs != 16*16*9*144 {
 		t.Errorf("first searched layer %+v, want layer1.0.conv1 with %d params and %d MACs", l, 16*16*9, 16*16*9*144)
+	}
+}
+
+// TestMixedCandidatesAreQuantizerBits: the bit-widths package mixed accepts
+// as candidates are exactly those ValidateBits accepts.
+func TestMixedCandidatesAreQuantizerBits(t *testing.T) {
+	for b := MinBits - 2; b <= MaxBits+2; b++ {
+		p := &mixed.Problem{Layers: []mixed.Layer{{Name: "l", Params: 1}},
+			Blocks:     []mixed.Block{{Name: "b", Layers: []int{0}, Sens: []float64{0}}},
+			Candidates: []int{b}, MaxBits: 1000}
+		if got, want := p.Validate() == nil, ValidateBits(b) == nil; got != want {
+			t.Errorf("%d bits: mixed accepts %v, brecq accepts %v", b, got, want)
+		}
 	}
 }

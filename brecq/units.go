@@ -8,7 +8,7 @@ import (
 	"github.com/brecq-go/brecq/brecq/models"
 )
 
-// Granularity is the size of a reconstruction unit (SPEC §4).
+// Granularity is the size of a reconstruction unit (BRECQ, Li et al., 2021, §3.2).
 type Granularity string
 
 // The granularities, from the finest to the coarsest.
@@ -25,7 +25,7 @@ func ParseGranularity(s string) (Granularity, error) {
 	case Layer, Block, Stage, Net:
 		return g, nil
 	}
-	return "", fmt.Errorf("granularity %q: want layer, block, stage or net", s)
+	return "", errorf("granularity %q: want layer, block, stage or net", s)
 }
 
 // outKind tells where a unit's output is read.
@@ -48,7 +48,7 @@ type Unit struct {
 	outKind   outKind
 	outName   string // activation point or layer name
 	// first and last are the block range [first, last] the unit lives in;
-	// endBlock = last+1 is how far a forward pass must run to see its output.
+	// a forward pass must run to block last+1 to see its output.
 	first, last int
 	// forward computes the unit's output (as read at outKind/outName) from its input.
 	forward func(ops models.Ops, x *graph.Node) *graph.Node
@@ -146,7 +146,7 @@ func Units(net *models.Net, g Granularity) ([]*Unit, error) {
 		u := blockRange("net", 1, head)
 		units = append(units, u)
 	default:
-		return nil, fmt.Errorf("unknown granularity %q", g)
+		return nil, errorf("unknown granularity %q", g)
 	}
 	return units, nil
 }

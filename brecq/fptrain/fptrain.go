@@ -16,6 +16,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 
 	"github.com/brecq-go/brecq/brecq/models"
+	"github.com/brecq-go/brecq/brecq/optim"
 )
 
 // BNMomentum is PyTorch's BatchNorm momentum: running = (1−m)·running + m·batch.
@@ -132,14 +133,6 @@ func (o *trainOps) Layer(l *models.Layer, x *graph.Node) *graph.Node {
 
 func (o *trainOps) Act(_ string, x *graph.Node) *graph.Node { return x }
 
-// CrossEntropy is the mean over the batch of −log softmax(logits)[label].
-func CrossEntropy(logits, labels *graph.Node) *graph.Node {
-	logp := graph.LogSoftmax(logits, -1)
-	classes := logits.Shape().Dimensions[1]
-	onehot := graph.OneHot(labels, classes, logp.DType())
-	return graph.Neg(graph.ReduceAllMean(graph.ReduceSum(graph.Mul(logp, onehot), -1)))
-}
-
 // Correct counts the rows whose arg-max logit equals the label.
 func Correct(logits, labels *graph.Node) *graph.Node {
 	pred := graph.ArgMax(logits, -1, dtypes.Int32)
@@ -193,7 +186,7 @@ func NewTrainer(backend compute.Backend, net *models.Net, params models.Params, 
 		x, labels, lr := in[2*nt+ns], in[2*nt+ns+1], in[2*nt+ns+2]
 		ops := &trainOps{p: p, stats: map[string][2]*graph.Node{}}
 		logits := net.Forward(ops, x)
-		loss := CrossEntropy(logits, labels)
+		loss := optim.CrossEntropy(logits, labels)
 		grads := graph.Gradient(loss, in[:nt]...)
 		var out []*graph.Node
 		var newMom []*graph.Node
@@ -237,7 +230,7 @@ func (t *Trainer) Step(x, labels *tensors.Tensor, lr float64) (loss float64, cor
 		args = append(args, r)
 	}
 	args = append(args, x, labels, float32(lr))
-	out, err := t.exec.Exec(args...)
+	out, err := t.exec.Call(args...)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -260,11 +253,6 @@ func (t *Trainer) Params() models.Params {
 		p[n] = t.running[i]
 	}
 	return p
-}
-
-// CosineLR is base·½(1 + cos(π·step/total)).
-func CosineLR(base float64, step, total int) float64 {
-	return base * 0.5 * (1 + math.Cos(math.Pi*float64(step)/float64(total)))
 }
 
 // Evaluator runs the FP network in inference mode.
@@ -297,7 +285,7 @@ func NewEvaluator(backend compute.Backend, net *models.Net, params models.Params
 
 // Logits returns the logits for x [N,C,H,W].
 func (e *Evaluator) Logits(x *tensors.Tensor) (*tensors.Tensor, error) {
-	out, err := e.exec.Exec(append(append([]any{}, e.args...), x)...)
+	out, err := e.exec.Call(append(append([]any{}, e.args...), x)...)
 	if err != nil {
 		return nil, err
 	}
@@ -335,7 +323,9 @@ func AccuracyAndLoss(n, batch int, batchFn func(idx []int) (*tensors.Tensor, []i
 	return 100 * float64(correct) / float64(n), loss / float64(n), nil
 }
 
-// SumCrossEntropy is Σ_i −log softmax(logits_i)[label_i], computed in float64.
+// SumCrossEntropy is Σ_i −log softmax(logits_i)[label_i] on the host in
+// float64: the evaluation metric of a run record (the graph's training loss
+// is optim.CrossEntropy, which it matches to float32 precision).
 func SumCrossEntropy(logits *tensors.Tensor, labels []int32) float64 {
 	d := logits.Shape().Dimensions
 	v := tensors.MustCopyFlatData[float32](logits)

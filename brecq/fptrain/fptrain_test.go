@@ -15,13 +15,14 @@ import (
 	"github.com/brecq-go/brecq/brecq/engine/enginetest"
 	"github.com/brecq-go/brecq/brecq/fptrain"
 	"github.com/brecq-go/brecq/brecq/models"
+	"github.com/brecq-go/brecq/brecq/optim"
 )
 
 func goBackend(t testing.TB) compute.Backend {
 	return enginetest.Backend(t)
 }
 
-// lossAndCorrect evaluates CrossEntropy and Correct on the given logits and labels.
+// lossAndCorrect evaluates optim.CrossEntropy and Correct on the given logits and labels.
 func lossAndCorrect(t *testing.T, logits [][]float32, labels []int32) (float64, int) {
 	t.Helper()
 	n, k := len(logits), len(logits[0])
@@ -30,12 +31,12 @@ func lossAndCorrect(t *testing.T, logits [][]float32, labels []int32) (float64, 
 		flat = append(flat, row...)
 	}
 	exec, err := graph.NewExec(goBackend(t), func(l, y *graph.Node) (*graph.Node, *graph.Node) {
-		return fptrain.CrossEntropy(l, y), fptrain.Correct(l, y)
+		return optim.CrossEntropy(l, y), fptrain.Correct(l, y)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Exec(tensors.FromFlatDataAndDimensions(flat, n, k), tensors.FromFlatDataAndDimensions(labels, n))
+	out, err := exec.Call(tensors.FromFlatDataAndDimensions(flat, n, k), tensors.FromFlatDataAndDimensions(labels, n))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,34 +67,6 @@ func TestCrossEntropyAndCorrect(t *testing.T) {
 	lt := tensors.FromFlatDataAndDimensions([]float32{1, 2, 3, 0, 4, 0, 0, 5, -1000, 7, 1, 1}, 4, 3)
 	if c := fptrain.CountCorrect(lt, []int32{2, 1, 0, 0}); c != 3 {
 		t.Errorf("CountCorrect = %d, want 3", c)
-	}
-}
-
-func TestCosineLR(t *testing.T) {
-	for _, c := range []struct {
-		base        float64
-		step, total int
-		want        float64
-	}{
-		{0.1, 0, 1000, 0.1},
-		{0.1, 1000, 1000, 0},
-		{0.1, 500, 1000, 0.05},
-		{0.1, 250, 1000, 0.1 * (2 + math.Sqrt2) / 4},
-		{0.1, 750, 1000, 0.1 * (2 - math.Sqrt2) / 4},
-		{0.4, 0, 1, 0.4},
-		{0.4, 1, 1, 0},
-	} {
-		if got := fptrain.CosineLR(c.base, c.step, c.total); math.Abs(got-c.want) > 1e-15 {
-			t.Errorf("CosineLR(%g, %d, %d) = %.17g, want %.17g", c.base, c.step, c.total, got, c.want)
-		}
-	}
-	prev := math.Inf(1)
-	for s := 0; s <= 100; s++ {
-		lr := fptrain.CosineLR(1, s, 100)
-		if lr > prev || lr < 0 {
-			t.Fatalf("not decreasing in [0, base]: step %d lr %g after %g", s, lr, prev)
-		}
-		prev = lr
 	}
 }
 

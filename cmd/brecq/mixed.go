@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/brecq-go/brecq/brecq"
+	"github.com/brecq-go/brecq/brecq/mixed"
 	"github.com/brecq-go/brecq/brecq/runrecord"
 	"github.com/brecq-go/brecq/internal/atomicfile"
 )
@@ -145,11 +146,12 @@ Examples:
 		}
 	}
 	if sf == nil {
-		mq, err := brecq.NewQuantizer(e.backend, e.net, e.params, e.calib, withMethod(opt, brecq.MethodNearest))
+		mopt := withMethod(opt, brecq.MethodNearest)
+		mopt.Progress = opt.Progress
+		mq, err := brecq.NewQuantizer(e.backend, e.net, e.params, e.calib, mopt)
 		if err != nil {
 			return err
 		}
-		mq.Opt.Progress = opt.Progress
 		t0 := time.Now()
 		prob, err := mq.MeasureSensitivity(e.calibLabels, want.Options)
 		if err != nil {
@@ -179,13 +181,13 @@ Examples:
 	if err := prob.Validate(); err != nil {
 		return fmt.Errorf("--budget %s: %w", *budget, err)
 	}
-	cfg := brecq.DefaultGAConfig()
+	cfg := mixed.DefaultGAConfig()
 	cfg.Population, cfg.Generations, cfg.Seed = *pop, *gens, *f.seed
 	if cfg.Elite >= cfg.Population {
 		cfg.Elite = cfg.Population / 2
 	}
 	t0 := time.Now()
-	res, err := brecq.SearchGA(&prob, cfg)
+	res, err := mixed.SearchGA(&prob, cfg)
 	if err != nil {
 		return err
 	}

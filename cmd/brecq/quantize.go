@@ -126,6 +126,11 @@ func (f *quantFlags) options() (brecq.Options, error) {
 	opt.Method = brecq.Method(*f.method)
 	opt.Granularity = brecq.Granularity(*f.gran)
 	opt.Loss = brecq.Loss(*f.loss)
+	if opt.Method == brecq.MethodAdaRound && *f.gran == "block" {
+		// AdaRound is layer-wise with MSE: the --granularity default gives way
+		// (an explicit other granularity or loss is reported by Validate).
+		opt.Granularity = brecq.Layer
+	}
 	opt.WeightIters, opt.ActIters, opt.Batch, opt.Seed, opt.Lambda = *f.iters, *f.actIters, *f.batch, *f.seed, *f.lambda
 	opt.WeightLR, opt.ActLR = *f.wlr, *f.alr
 	opt.FirstLast, opt.ClassifierInputBits, opt.FisherMix, opt.FisherDamped = *f.firstLast, *f.clsIn, *f.fisherMix, *f.fisherDamped
@@ -232,7 +237,7 @@ Examples:
 // with what outs already holds (may be nil; extraOut names it). label names
 // the method in the table ("" = from the options).
 func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRecord, label string, outs *atomicfile.Batch, extraOut string) error {
-	opt := q.Opt
+	opt := q.Options()
 	ds := e.ds
 	t0 := time.Now()
 	if err := q.Run(); err != nil {

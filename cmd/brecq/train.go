@@ -14,6 +14,7 @@ import (
 	"github.com/brecq-go/brecq/brecq/engine"
 	"github.com/brecq-go/brecq/brecq/fptrain"
 	"github.com/brecq-go/brecq/brecq/models"
+	"github.com/brecq-go/brecq/brecq/optim"
 	"github.com/brecq-go/brecq/datasets"
 	"github.com/brecq-go/brecq/internal/atomicfile"
 	"github.com/brecq-go/brecq/internal/progress"
@@ -144,7 +145,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			curLR = fptrain.CosineLR(*lr, step, total)
+			curLR = optim.CosineLR(*lr, step, total)
 			loss, correct, err := tr.Step(tensors.FromFlatDataAndDimensions(x, len(idx), 1, ds.Train.H, ds.Train.W),
 				tensors.FromFlatDataAndDimensions(y, len(idx)), curLR)
 			if err != nil {

@@ -40,7 +40,7 @@ func TestLpLossByHand(t *testing.T) {
 	}
 	for _, p := range []float64{2, 2.4, 1} {
 		out := qtRun(t, func(in []*graph.Node) []*graph.Node {
-			l := LpLoss(in[0], in[1], p)
+			l := LpLoss(in[0], in[1], nil, p, 1)
 			g := graph.Gradient(l, in[0])
 			return []*graph.Node{l, g[0]}
 		}, qtTensor(pred, 2, 3, 2), qtTensor(target, 2, 3, 2))
@@ -61,33 +61,14 @@ func TestLpLossByHand(t *testing.T) {
 			}
 		}
 	}
-	// Rank 2 [N, F]: sum over features, mean over the batch; MSELoss is p = 2.
+	// Rank 2 [N, F]: sum over features, mean over the batch; MSE is p = 2.
 	out := qtRun(t, func(in []*graph.Node) []*graph.Node {
-		return []*graph.Node{MSELoss(in[0], in[1]), LpLoss(in[0], in[1], 3)}
+		return []*graph.Node{LpLoss(in[0], in[1], nil, 2, 1), LpLoss(in[0], in[1], nil, 3, 1)}
 	}, qtTensor([]float32{1, 2, 3, 4}, 2, 2), qtTensor([]float32{0, 0, 1, 1}, 2, 2))
 	if want := (1.0 + 4 + 4 + 9) / 2; !qtClose(float64(out[0][0]), want, 1e-6) {
-		t.Errorf("MSELoss rank 2 = %g, want %g", out[0][0], want)
+		t.Errorf("LpLoss(p=2) rank 2 = %g, want %g", out[0][0], want)
 	}
 	if want := (1.0 + 8 + 8 + 27) / 2; !qtClose(float64(out[1][0]), want, 1e-5) {
 		t.Errorf("LpLoss(p=3) rank 2 = %g, want %g", out[1][0], want)
-	}
-}
-
-func TestCosineLR(t *testing.T) {
-	for _, tc := range []struct {
-		iter, iters int
-		want        float64
-	}{
-		{0, 100, 1e-3},
-		{50, 100, 0.5e-3},
-		{25, 100, 1e-3 * 0.5 * (1 + math.Sqrt2/2)},
-		{100, 100, 0},
-		{150, 100, 0},
-		{-5, 100, 1e-3},
-		{3, 0, 1e-3},
-	} {
-		if got := CosineLR(1e-3, tc.iter, tc.iters); !qtClose(got, tc.want, 1e-15) {
-			t.Errorf("CosineLR(1e-3, %d, %d) = %g, want %g", tc.iter, tc.iters, got, tc.want)
-		}
 	}
 }

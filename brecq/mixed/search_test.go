@@ -1,4 +1,4 @@
-package brecq
+package mixed
 
 import (
 	"math"
@@ -8,21 +8,21 @@ import (
 	"testing"
 )
 
-// mpHandProblem is a 2-block problem for the hand-computed Cost check:
+// handProblem is a 2-block problem for the hand-computed Cost check:
 // block "ab" holds layers 0 (a) and 1 (b) with Sens[c] = 10·c + 1 for c = 3·i_a + i_b,
 // block "c" holds layer 2 with Sens {3, 2, 1}.
-func mpHandProblem() *MPProblem {
+func handProblem() *Problem {
 	sens := make([]float64, 9)
 	for c := range sens {
 		sens[c] = 10*float64(c) + 1
 	}
-	return &MPProblem{
-		Layers: []MPLayer{
+	return &Problem{
+		Layers: []Layer{
 			{Name: "a", Params: 10, MACs: 100},
 			{Name: "b", Params: 20, MACs: 50},
 			{Name: "c", Params: 5, MACs: 0},
 		},
-		Blocks: []MPBlock{
+		Blocks: []Block{
 			{Name: "ab", Layers: []int{0, 1}, Sens: sens},
 			{Name: "c", Layers: []int{2}, Sens: []float64{3, 2, 1}},
 		},
@@ -32,8 +32,8 @@ func mpHandProblem() *MPProblem {
 	}
 }
 
-func TestMPCostHand(t *testing.T) {
-	p := mpHandProblem()
+func TestCostHand(t *testing.T) {
+	p := handProblem()
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -80,12 +80,12 @@ func TestMPCostHand(t *testing.T) {
 	}
 }
 
-// mpIndependent builds a problem of single-layer blocks with the given tables and params.
-func mpIndependent(params []int64, tables [][]float64, maxBits float64) *MPProblem {
-	p := &MPProblem{Candidates: []int{2, 4, 8}, MaxBits: maxBits}
+// individualependent builds a problem of single-layer blocks with the given tables and params.
+func individualependent(params []int64, tables [][]float64, maxBits float64) *Problem {
+	p := &Problem{Candidates: []int{2, 4, 8}, MaxBits: maxBits}
 	for i, t := range tables {
-		p.Layers = append(p.Layers, MPLayer{Name: string(rune('a' + i)), Params: params[i]})
-		p.Blocks = append(p.Blocks, MPBlock{Name: string(rune('a' + i)), Layers: []int{i}, Sens: t})
+		p.Layers = append(p.Layers, Layer{Name: string(rune('a' + i)), Params: params[i]})
+		p.Blocks = append(p.Blocks, Block{Name: string(rune('a' + i)), Layers: []int{i}, Sens: t})
 	}
 	return p
 }
@@ -94,7 +94,7 @@ func TestExhaustiveHand(t *testing.T) {
 	// Three layers of 10 weights, budget 140 bits → bit-widths summing to ≤ 14. Tables (2,4,8 bits):
 	// a {100,10,0}, b {50,5,0}, c {10,1,0}. Feasible candidates near the budget:
 	// (8,4,2) = 0+5+10 = 15, (4,4,4) = 16, (4,8,2) = 20, (8,2,4) = 51, (2,8,4) = 101 …; optimum (8,4,2).
-	p := mpIndependent([]int64{10, 10, 10}, [][]float64{{100, 10, 0}, {50, 5, 0}, {10, 1, 0}}, 140)
+	p := individualependent([]int64{10, 10, 10}, [][]float64{{100, 10, 0}, {50, 5, 0}, {10, 1, 0}}, 140)
 	r, err := SearchExhaustive(p)
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +105,7 @@ func TestExhaustiveHand(t *testing.T) {
 
 	// Ties: two layers with tables {1,0,0}, budget 60 → sum ≤ 6: (2,4) and (4,2) both give 1 at
 	// size 60; the lexicographically smaller (2,4) must win.
-	p = mpIndependent([]int64{10, 10}, [][]float64{{1, 0, 0}, {1, 0, 0}}, 60)
+	p = individualependent([]int64{10, 10}, [][]float64{{1, 0, 0}, {1, 0, 0}}, 60)
 	if r, err = SearchExhaustive(p); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestExhaustiveHand(t *testing.T) {
 		t.Errorf("tie by lex: got %+v, want bits [2 4], sens 1", r)
 	}
 	// All-zero sensitivity: every assignment ties, the smallest size (all 2 bits) must win.
-	p = mpIndependent([]int64{10, 10}, [][]float64{{0, 0, 0}, {0, 0, 0}}, 1000)
+	p = individualependent([]int64{10, 10}, [][]float64{{0, 0, 0}, {0, 0, 0}}, 1000)
 	if r, err = SearchExhaustive(p); err != nil {
 		t.Fatal(err)
 	}
@@ -140,9 +140,9 @@ func TestExhaustiveHand(t *testing.T) {
 			joint[c] = 0
 		}
 	}
-	p = &MPProblem{
-		Layers:     []MPLayer{{Name: "a", Params: 10}, {Name: "b", Params: 10}, {Name: "c", Params: 10}},
-		Blocks:     []MPBlock{{Name: "ab", Layers: []int{0, 1}, Sens: joint}, {Name: "c", Layers: []int{2}, Sens: []float64{9, 3, 0}}},
+	p = &Problem{
+		Layers:     []Layer{{Name: "a", Params: 10}, {Name: "b", Params: 10}, {Name: "c", Params: 10}},
+		Blocks:     []Block{{Name: "ab", Layers: []int{0, 1}, Sens: joint}, {Name: "c", Layers: []int{2}, Sens: []float64{9, 3, 0}}},
 		Candidates: []int{2, 4, 8},
 		MaxBits:    200,
 	}
@@ -160,20 +160,20 @@ func TestExhaustiveHand(t *testing.T) {
 	}
 }
 
-// mpRandomProblem draws 3–4 blocks of 1–3 layers over {2,4,8}. A layer's sensitivity at candidate
+// randomProblem draws 3–4 blocks of 1–3 layers over {2,4,8}. A layer's sensitivity at candidate
 // index i is w_l·4^(2−i) (lower bits cost more), a block's table is the sum over its layers times a
 // random interaction factor in [1, 1.3]; params in [1, 1000], MACs in [1, 1e5]. The size budget is
 // uniform between the smallest and the largest model; with bitops, a BitOPs budget likewise.
-func mpRandomProblem(rng *rand.Rand, bitops bool) *MPProblem {
-	p := &MPProblem{Candidates: []int{2, 4, 8}}
+func randomProblem(rng *rand.Rand, bitops bool) *Problem {
+	p := &Problem{Candidates: []int{2, 4, 8}}
 	nb := 3 + rng.IntN(2)
 	for b := range nb {
 		m := 1 + rng.IntN(3)
-		blk := MPBlock{Name: string(rune('A' + b))}
+		blk := Block{Name: string(rune('A' + b))}
 		w := make([]float64, m)
 		for j := range m {
 			blk.Layers = append(blk.Layers, len(p.Layers))
-			p.Layers = append(p.Layers, MPLayer{
+			p.Layers = append(p.Layers, Layer{
 				Name:   blk.Name + string(rune('0'+j)),
 				Params: 1 + rng.Int64N(1000),
 				MACs:   1 + rng.Int64N(100000),
@@ -210,7 +210,7 @@ func TestGAMatchesExhaustive(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	const cases = 40
 	for i := range cases {
-		p := mpRandomProblem(rng, i%2 == 1)
+		p := randomProblem(rng, i%2 == 1)
 		ex, err := SearchExhaustive(p)
 		if err != nil {
 			t.Fatalf("case %d: %v", i, err)
@@ -249,7 +249,7 @@ func TestGAMatchesExhaustive(t *testing.T) {
 func TestGASameSeed(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 5))
 	for i := range 5 {
-		p := mpRandomProblem(rng, i%2 == 0)
+		p := randomProblem(rng, i%2 == 0)
 		cfg := DefaultGAConfig()
 		cfg.Seed = 42
 		a, err := SearchGA(p, cfg)
@@ -266,9 +266,9 @@ func TestGASameSeed(t *testing.T) {
 	}
 }
 
-func TestMPValidateErrors(t *testing.T) {
-	ok := func() *MPProblem {
-		p := mpHandProblem()
+func TestValidateErrors(t *testing.T) {
+	ok := func() *Problem {
+		p := handProblem()
 		p.MaxBits = 200 // smallest model: 2·(10+20+5) = 70 bits
 		return p
 	}
@@ -277,23 +277,23 @@ func TestMPValidateErrors(t *testing.T) {
 	}
 	cases := []struct {
 		name   string
-		mutate func(p *MPProblem)
+		mutate func(p *Problem)
 		want   []string
 	}{
-		{"budget below smallest", func(p *MPProblem) { p.MaxBits = 69 }, []string{"below the smallest", "69", "70"}},
+		{"budget below smallest", func(p *Problem) { p.MaxBits = 69 }, []string{"below the smallest", "69", "70"}},
 		// smallest BitOPs: (100+50)·2·8 = 2400
-		{"bitops below smallest", func(p *MPProblem) { p.MaxBitOPs = 2399 }, []string{"below the smallest", "2399", "2400"}},
-		{"wrong len(Sens)", func(p *MPProblem) { p.Blocks[1].Sens = []float64{1, 2} }, []string{"len(Sens)"}},
-		{"layer in two blocks", func(p *MPProblem) {
+		{"bitops below smallest", func(p *Problem) { p.MaxBitOPs = 2399 }, []string{"below the smallest", "2399", "2400"}},
+		{"wrong len(Sens)", func(p *Problem) { p.Blocks[1].Sens = []float64{1, 2} }, []string{"len(Sens)"}},
+		{"layer in two blocks", func(p *Problem) {
 			p.Blocks[1].Layers = []int{2, 1}
 			p.Blocks[1].Sens = make([]float64, 9)
 		}, []string{"both block"}},
-		{"layer in no block", func(p *MPProblem) { p.Blocks = p.Blocks[:1] }, []string{"no block"}},
-		{"candidate 0", func(p *MPProblem) { p.Candidates = []int{0, 4, 8} }, []string{"bit-width 0"}},
-		{"candidate 9", func(p *MPProblem) { p.Candidates = []int{2, 4, 9} }, []string{"bit-width 9"}},
-		{"not ascending", func(p *MPProblem) { p.Candidates = []int{2, 8, 4} }, []string{"ascending"}},
-		{"NaN sens", func(p *MPProblem) { p.Blocks[1].Sens[0] = math.NaN() }, []string{"Sens[0]"}},
-		{"negative sens", func(p *MPProblem) { p.Blocks[0].Sens[4] = -1 }, []string{"Sens[4]"}},
+		{"layer in no block", func(p *Problem) { p.Blocks = p.Blocks[:1] }, []string{"no block"}},
+		{"candidate 0", func(p *Problem) { p.Candidates = []int{0, 4, 8} }, []string{"bit-width 0"}},
+		{"candidate 9", func(p *Problem) { p.Candidates = []int{2, 4, 9} }, []string{"bit-width 9"}},
+		{"not ascending", func(p *Problem) { p.Candidates = []int{2, 8, 4} }, []string{"ascending"}},
+		{"NaN sens", func(p *Problem) { p.Blocks[1].Sens[0] = math.NaN() }, []string{"Sens[0]"}},
+		{"negative sens", func(p *Problem) { p.Blocks[0].Sens[4] = -1 }, []string{"Sens[4]"}},
 	}
 	for _, c := range cases {
 		p := ok()
@@ -322,7 +322,7 @@ func TestExhaustiveTooLarge(t *testing.T) {
 		tables[i] = []float64{2, 1, 0}
 		params[i] = 1
 	}
-	if _, err := SearchExhaustive(mpIndependent(params, tables, 1e6)); err == nil {
+	if _, err := SearchExhaustive(individualependent(params, tables, 1e6)); err == nil {
 		t.Error("SearchExhaustive accepted 3^15 assignments")
 	}
 }

@@ -1,4 +1,14 @@
-package brecq
+// Package mixed is the mixed-precision bit-width search of BRECQ (Li et al.,
+// 2021) §3.4.
+//
+// The problem: choose a weight bit-width b_l ∈ Candidates for every layer l so as to minimise the
+// total measured block sensitivity Σ_B Sens_B[combo_B(b)] subject to a model-size budget
+// Σ_l Params_l·b_l ≤ MaxBits and, optionally, a BitOPs budget Σ_l MACs_l·b_l·ABits ≤ MaxBitOPs.
+// Block sensitivities are assumed additive across blocks (paper eq. 12), so scoring an assignment
+// is one table look-up per block. SearchGA is the paper's genetic algorithm; SearchExhaustive
+// enumerates every assignment and is meant for checking the GA on small problems.
+// The block sensitivities themselves are measured by brecq.Quantizer.MeasureSensitivity.
+package mixed
 
 import (
 	"fmt"
@@ -7,58 +17,53 @@ import (
 	"slices"
 )
 
-// Mixed-precision bit-width search (BRECQ paper §3.4).
-//
-// The problem: choose a weight bit-width b_l ∈ Candidates for every layer l so as to minimise the
-// total measured block sensitivity Σ_B Sens_B[combo_B(b)] subject to a model-size budget
-// Σ_l Params_l·b_l ≤ MaxBits and, optionally, a BitOPs budget Σ_l MACs_l·b_l·ABits ≤ MaxBitOPs.
-// Block sensitivities are assumed additive across blocks (paper eq. 12), so scoring an assignment
-// is one table look-up per block. SearchGA is the paper's genetic algorithm; SearchExhaustive
-// enumerates every assignment and is meant for checking the GA on small problems.
+// minBits and maxBits bound the candidate bit-widths: those of brecq's
+// uniform quantizers (brecq.MinBits, brecq.MaxBits).
+const minBits, maxBits = 2, 8
 
-// MPLayer is one layer whose weight bit-width b_l is searched. It contributes Params·b_l bits to
+// Layer is one layer whose weight bit-width b_l is searched. It contributes Params·b_l bits to
 // the model size and MACs·b_l·ABits to the BitOPs.
-type MPLayer struct {
+type Layer struct {
 	Name   string `json:"name"`
 	Params int64  `json:"params"` // number of weights
 	MACs   int64  `json:"macs"`   // multiply-accumulates per image (for BitOPs)
 }
 
-// MPBlock is a group of layers whose joint sensitivity was measured for every combination of
+// Block is a group of layers whose joint sensitivity was measured for every combination of
 // candidate bit-widths (blocks are assumed to add up).
 //
 // For a block with layers l_0 … l_{m−1} taking candidate indices i_0 … i_{m−1} (position of
-// b_{l_j} in MPProblem.Candidates) and K = len(Candidates), the combination index is
+// b_{l_j} in Problem.Candidates) and K = len(Candidates), the combination index is
 // c = Σ_j i_j·K^(m−1−j), i.e. mixed radix with the first layer the most significant digit.
-type MPBlock struct {
+type Block struct {
 	Name   string `json:"name"`
-	Layers []int  `json:"layers"` // indices into MPProblem.Layers, in order
+	Layers []int  `json:"layers"` // indices into Problem.Layers, in order
 	// Sens[c] is the sensitivity when the block's layers take the bit-widths of
 	// combination c: mixed radix over Candidates with the block's FIRST layer the
 	// MOST significant digit, so len(Sens) = len(Candidates)^len(Layers).
 	Sens []float64 `json:"sens"`
 }
 
-// MPProblem is a mixed-precision bit-width search problem:
+// Problem is a mixed-precision bit-width search problem:
 //
 //	minimise   Σ_B Sens_B[c_B(b)]
 //	subject to Σ_l Params_l·b_l ≤ MaxBits
 //	           Σ_l MACs_l·b_l·ABits ≤ MaxBitOPs   (only when MaxBitOPs > 0)
 //
-// over b_l ∈ Candidates, where c_B(b) is the combination index of block B (see MPBlock).
-type MPProblem struct {
-	Layers     []MPLayer `json:"layers"`
-	Blocks     []MPBlock `json:"blocks"`
-	Candidates []int     `json:"candidates"` // ascending distinct bit-widths, e.g. {2,4,8}
-	MaxBits    float64   `json:"max_bits"`
-	MaxBitOPs  float64   `json:"max_bitops,omitempty"`
-	ABits      int       `json:"abits,omitempty"` // activation bits for BitOPs (32 when 0)
+// over b_l ∈ Candidates, where c_B(b) is the combination index of block B (see Block).
+type Problem struct {
+	Layers     []Layer `json:"layers"`
+	Blocks     []Block `json:"blocks"`
+	Candidates []int   `json:"candidates"` // ascending distinct bit-widths, e.g. {2,4,8}
+	MaxBits    float64 `json:"max_bits"`
+	MaxBitOPs  float64 `json:"max_bitops,omitempty"`
+	ABits      int     `json:"abits,omitempty"` // activation bits for BitOPs (32 when 0)
 }
 
-// MPResult is an assignment b (Bits) and its costs: Sensitivity = Σ_B Sens_B[c_B(b)] (summed in
+// Result is an assignment b (Bits) and its costs: Sensitivity = Σ_B Sens_B[c_B(b)] (summed in
 // block order), SizeBits = Σ_l Params_l·b_l, BitOPs = Σ_l MACs_l·b_l·ABits.
-type MPResult struct {
-	Bits        []int   `json:"bits"` // per layer, same order as MPProblem.Layers
+type Result struct {
+	Bits        []int   `json:"bits"` // per layer, same order as Problem.Layers
 	Sensitivity float64 `json:"sensitivity"`
 	SizeBits    float64 `json:"size_bits"`
 	BitOPs      float64 `json:"bitops"`
@@ -99,7 +104,7 @@ func DefaultGAConfig() GAConfig {
 }
 
 // abits returns the activation bit-width used for BitOPs (32 when ABits is 0).
-func (p *MPProblem) abits() float64 {
+func (p *Problem) abits() float64 {
 	if p.ABits == 0 {
 		return 32
 	}
@@ -111,24 +116,24 @@ func (p *MPProblem) abits() float64 {
 // non-empty with len(Sens) = K^len(Layers) and every Sens finite and ≥ 0; MaxBits > 0; MaxBitOPs ≥ 0;
 // ABits ≥ 0; and the all-smallest assignment b_l = Candidates[0] meets the budgets, i.e.
 // Σ_l Params_l·Candidates[0] ≤ MaxBits and (when MaxBitOPs > 0) Σ_l MACs_l·Candidates[0]·ABits ≤ MaxBitOPs.
-func (p *MPProblem) Validate() error {
+func (p *Problem) Validate() error {
 	if len(p.Layers) == 0 {
-		return fmt.Errorf("brecq: mixed-precision problem has no layers")
+		return fmt.Errorf("mixed: mixed-precision problem has no layers")
 	}
 	if len(p.Candidates) == 0 {
-		return fmt.Errorf("brecq: mixed-precision problem has no candidate bit-widths")
+		return fmt.Errorf("mixed: mixed-precision problem has no candidate bit-widths")
 	}
 	for i, c := range p.Candidates {
-		if err := ValidateBits(c); err != nil {
-			return fmt.Errorf("brecq: candidate %d: %w", i, err)
+		if c < minBits || c > maxBits {
+			return fmt.Errorf("mixed: candidate %d: unsupported bit-width %d: must be in [%d, %d]", i, c, minBits, maxBits)
 		}
 		if i > 0 && c <= p.Candidates[i-1] {
-			return fmt.Errorf("brecq: candidates %v must be strictly ascending", p.Candidates)
+			return fmt.Errorf("mixed: candidates %v must be strictly ascending", p.Candidates)
 		}
 	}
 	for i, l := range p.Layers {
 		if l.Params < 0 || l.MACs < 0 {
-			return fmt.Errorf("brecq: layer %d (%q) has negative params (%d) or MACs (%d)", i, l.Name, l.Params, l.MACs)
+			return fmt.Errorf("mixed: layer %d (%q) has negative params (%d) or MACs (%d)", i, l.Name, l.Params, l.MACs)
 		}
 	}
 	k := len(p.Candidates)
@@ -138,46 +143,46 @@ func (p *MPProblem) Validate() error {
 	}
 	for bi, b := range p.Blocks {
 		if len(b.Layers) == 0 {
-			return fmt.Errorf("brecq: block %d (%q) has no layers", bi, b.Name)
+			return fmt.Errorf("mixed: block %d (%q) has no layers", bi, b.Name)
 		}
 		combos := 1
 		for _, l := range b.Layers {
 			if l < 0 || l >= len(p.Layers) {
-				return fmt.Errorf("brecq: block %d (%q) refers to layer %d, out of range [0, %d)", bi, b.Name, l, len(p.Layers))
+				return fmt.Errorf("mixed: block %d (%q) refers to layer %d, out of range [0, %d)", bi, b.Name, l, len(p.Layers))
 			}
 			if owner[l] >= 0 {
-				return fmt.Errorf("brecq: layer %d (%q) is in both block %d (%q) and block %d (%q)",
+				return fmt.Errorf("mixed: layer %d (%q) is in both block %d (%q) and block %d (%q)",
 					l, p.Layers[l].Name, owner[l], p.Blocks[owner[l]].Name, bi, b.Name)
 			}
 			owner[l] = bi
 			if combos > maxBlockCombos/k {
-				return fmt.Errorf("brecq: block %d (%q) has too many combinations (%d^%d)", bi, b.Name, k, len(b.Layers))
+				return fmt.Errorf("mixed: block %d (%q) has too many combinations (%d^%d)", bi, b.Name, k, len(b.Layers))
 			}
 			combos *= k
 		}
 		if len(b.Sens) != combos {
-			return fmt.Errorf("brecq: block %d (%q) has len(Sens) = %d, want %d^%d = %d",
+			return fmt.Errorf("mixed: block %d (%q) has len(Sens) = %d, want %d^%d = %d",
 				bi, b.Name, len(b.Sens), k, len(b.Layers), combos)
 		}
 		for c, s := range b.Sens {
 			if math.IsNaN(s) || math.IsInf(s, 0) || s < 0 {
-				return fmt.Errorf("brecq: block %d (%q) Sens[%d] = %v: must be finite and ≥ 0", bi, b.Name, c, s)
+				return fmt.Errorf("mixed: block %d (%q) Sens[%d] = %v: must be finite and ≥ 0", bi, b.Name, c, s)
 			}
 		}
 	}
 	for l, o := range owner {
 		if o < 0 {
-			return fmt.Errorf("brecq: layer %d (%q) is in no block", l, p.Layers[l].Name)
+			return fmt.Errorf("mixed: layer %d (%q) is in no block", l, p.Layers[l].Name)
 		}
 	}
 	if math.IsNaN(p.MaxBits) || p.MaxBits <= 0 {
-		return fmt.Errorf("brecq: MaxBits = %v must be > 0", p.MaxBits)
+		return fmt.Errorf("mixed: MaxBits = %v must be > 0", p.MaxBits)
 	}
 	if math.IsNaN(p.MaxBitOPs) || p.MaxBitOPs < 0 {
-		return fmt.Errorf("brecq: MaxBitOPs = %v must be ≥ 0 (0 = no BitOPs budget)", p.MaxBitOPs)
+		return fmt.Errorf("mixed: MaxBitOPs = %v must be ≥ 0 (0 = no BitOPs budget)", p.MaxBitOPs)
 	}
 	if p.ABits < 0 {
-		return fmt.Errorf("brecq: ABits = %d must be ≥ 0 (0 = 32)", p.ABits)
+		return fmt.Errorf("mixed: ABits = %d must be ≥ 0 (0 = 32)", p.ABits)
 	}
 	smallest := make([]int, len(p.Layers))
 	for i := range smallest {
@@ -185,18 +190,18 @@ func (p *MPProblem) Validate() error {
 	}
 	size, bitops := p.resources(smallest)
 	if size > p.MaxBits {
-		return fmt.Errorf("brecq: size budget MaxBits = %v is below the smallest model (all layers at %d bits) of %v bits",
+		return fmt.Errorf("mixed: size budget MaxBits = %v is below the smallest model (all layers at %d bits) of %v bits",
 			p.MaxBits, p.Candidates[0], size)
 	}
 	if p.MaxBitOPs > 0 && bitops > p.MaxBitOPs {
-		return fmt.Errorf("brecq: BitOPs budget MaxBitOPs = %v is below the smallest model (all layers at %d bits) of %v BitOPs",
+		return fmt.Errorf("mixed: BitOPs budget MaxBitOPs = %v is below the smallest model (all layers at %d bits) of %v BitOPs",
 			p.MaxBitOPs, p.Candidates[0], bitops)
 	}
 	return nil
 }
 
 // resources returns Σ Params·b and Σ MACs·b·ABits without checking bits.
-func (p *MPProblem) resources(bits []int) (size, bitops float64) {
+func (p *Problem) resources(bits []int) (size, bitops float64) {
 	a := p.abits()
 	for i, l := range p.Layers {
 		size += float64(l.Params) * float64(bits[i])
@@ -209,15 +214,15 @@ func (p *MPProblem) resources(bits []int) (size, bitops float64) {
 // summed in block order, sizeBits = Σ_l Params_l·bits_l and bitops = Σ_l MACs_l·bits_l·ABits
 // (ABits = 32 when 0). It errors when len(bits) ≠ len(Layers) or a bit-width is not a candidate.
 // It does not call Validate: blocks must be well formed.
-func (p *MPProblem) Cost(bits []int) (sens, sizeBits, bitops float64, err error) {
+func (p *Problem) Cost(bits []int) (sens, sizeBits, bitops float64, err error) {
 	if len(bits) != len(p.Layers) {
-		return 0, 0, 0, fmt.Errorf("brecq: got %d bit-widths for %d layers", len(bits), len(p.Layers))
+		return 0, 0, 0, fmt.Errorf("mixed: got %d bit-widths for %d layers", len(bits), len(p.Layers))
 	}
 	idx := make([]int, len(bits))
 	for i, b := range bits {
 		j := slices.Index(p.Candidates, b)
 		if j < 0 {
-			return 0, 0, 0, fmt.Errorf("brecq: layer %d (%q) bit-width %d is not a candidate %v", i, p.Layers[i].Name, b, p.Candidates)
+			return 0, 0, 0, fmt.Errorf("mixed: layer %d (%q) bit-width %d is not a candidate %v", i, p.Layers[i].Name, b, p.Candidates)
 		}
 		idx[i] = j
 	}
@@ -228,7 +233,7 @@ func (p *MPProblem) Cost(bits []int) (sens, sizeBits, bitops float64, err error)
 			c = c*k + idx[l]
 		}
 		if c >= len(blk.Sens) {
-			return 0, 0, 0, fmt.Errorf("brecq: block %d (%q) has only %d sensitivities, need index %d", bi, blk.Name, len(blk.Sens), c)
+			return 0, 0, 0, fmt.Errorf("mixed: block %d (%q) has only %d sensitivities, need index %d", bi, blk.Name, len(blk.Sens), c)
 		}
 		sens += blk.Sens[c]
 	}
@@ -238,7 +243,7 @@ func (p *MPProblem) Cost(bits []int) (sens, sizeBits, bitops float64, err error)
 
 // Feasible reports whether bits is a valid assignment (see Cost) with Σ_l Params_l·bits_l ≤ MaxBits
 // and, when MaxBitOPs > 0, Σ_l MACs_l·bits_l·ABits ≤ MaxBitOPs.
-func (p *MPProblem) Feasible(bits []int) bool {
+func (p *Problem) Feasible(bits []int) bool {
 	_, size, bitops, err := p.Cost(bits)
 	if err != nil {
 		return false
@@ -248,7 +253,7 @@ func (p *MPProblem) Feasible(bits []int) bool {
 
 // AverageBits returns the parameter-weighted mean bit-width Σ_l Params_l·bits_l / Σ_l Params_l
 // (NaN when len(bits) ≠ len(Layers), 0 when there are no parameters).
-func (p *MPProblem) AverageBits(bits []int) float64 {
+func (p *Problem) AverageBits(bits []int) float64 {
 	if len(bits) != len(p.Layers) {
 		return math.NaN()
 	}
@@ -265,7 +270,7 @@ func (p *MPProblem) AverageBits(bits []int) float64 {
 
 // BudgetFromAverageBits returns the size budget MaxBits = avg·Σ_l Params_l for an average weight
 // bit-width avg (e.g. 4 for a "4-bit" model). It does not modify p; assign the result to p.MaxBits.
-func (p *MPProblem) BudgetFromAverageBits(avg float64) float64 {
+func (p *Problem) BudgetFromAverageBits(avg float64) float64 {
 	var total float64
 	for _, l := range p.Layers {
 		total += float64(l.Params)
@@ -273,9 +278,9 @@ func (p *MPProblem) BudgetFromAverageBits(avg float64) float64 {
 	return avg * total
 }
 
-// mpEval is a compiled view of a validated problem over candidate indices ("genes").
-type mpEval struct {
-	p          *MPProblem
+// evaluator is a compiled view of a validated problem over candidate indices ("genes").
+type evaluator struct {
+	p          *Problem
 	k          int
 	cand       []float64 // candidate bit-widths
 	layerBlock []int     // block of each layer
@@ -286,8 +291,8 @@ type mpEval struct {
 	maxBitOPs  float64 // 0 = unconstrained
 }
 
-func newMPEval(p *MPProblem) *mpEval {
-	e := &mpEval{
+func newEvaluator(p *Problem) *evaluator {
+	e := &evaluator{
 		p:          p,
 		k:          len(p.Candidates),
 		cand:       make([]float64, len(p.Candidates)),
@@ -317,11 +322,11 @@ func newMPEval(p *MPProblem) *mpEval {
 	return e
 }
 
-// mpInd is one individual: genes (candidate indices per layer), per-block combination indices and
+// individual is one individual: genes (candidate indices per layer), per-block combination indices and
 // the cached costs. The combination indices memoise each block's cost: a block's sensitivity is
 // Sens[combos[b]], and a one-step change of layer l moves combos[b] by ±layerW[l], so repair and
 // improve price a move with two table look-ups.
-type mpInd struct {
+type individual struct {
 	genes  []uint8
 	combos []int
 	sens   float64
@@ -329,11 +334,11 @@ type mpInd struct {
 	bitops float64
 }
 
-func (e *mpEval) newInd() *mpInd {
-	return &mpInd{genes: make([]uint8, len(e.p.Layers)), combos: make([]int, len(e.p.Blocks))}
+func (e *evaluator) newInd() *individual {
+	return &individual{genes: make([]uint8, len(e.p.Layers)), combos: make([]int, len(e.p.Blocks))}
 }
 
-func (x *mpInd) copyFrom(y *mpInd) {
+func (x *individual) copyFrom(y *individual) {
 	copy(x.genes, y.genes)
 	copy(x.combos, y.combos)
 	x.sens, x.size, x.bitops = y.sens, y.size, y.bitops
@@ -341,7 +346,7 @@ func (x *mpInd) copyFrom(y *mpInd) {
 
 // score recomputes combos and all costs of x from its genes. The sensitivity is always the sum of
 // the block table entries in block order, so equal assignments give bit-identical sensitivities.
-func (e *mpEval) score(x *mpInd) {
+func (e *evaluator) score(x *individual) {
 	clear(x.combos)
 	x.size, x.bitops = 0, 0
 	for l, g := range x.genes {
@@ -353,7 +358,7 @@ func (e *mpEval) score(x *mpInd) {
 	x.sens = e.sumSens(x.combos)
 }
 
-func (e *mpEval) sumSens(combos []int) float64 {
+func (e *evaluator) sumSens(combos []int) float64 {
 	var s float64
 	for bi, c := range combos {
 		s += e.p.Blocks[bi].Sens[c]
@@ -361,7 +366,7 @@ func (e *mpEval) sumSens(combos []int) float64 {
 	return s
 }
 
-func (e *mpEval) feasible(x *mpInd) bool {
+func (e *evaluator) feasible(x *individual) bool {
 	return x.size <= e.maxBits && (e.maxBitOPs <= 0 || x.bitops <= e.maxBitOPs)
 }
 
@@ -376,7 +381,7 @@ func (e *mpEval) feasible(x *mpInd) bool {
 // Layers that save nothing of a violated budget are skipped; ties are broken uniformly at random.
 // Because the all-smallest assignment is feasible (Validate), such a layer always exists while x
 // is infeasible, and the loop ends.
-func (e *mpEval) repair(x *mpInd, rng *rand.Rand) bool {
+func (e *evaluator) repair(x *individual, rng *rand.Rand) bool {
 	changed := false
 	for !e.feasible(x) {
 		sizeOver := x.size > e.maxBits
@@ -413,7 +418,7 @@ func (e *mpEval) repair(x *mpInd, rng *rand.Rand) bool {
 			}
 		}
 		if best < 0 { // unreachable for a validated problem
-			panic("brecq: mixed-precision repair found no layer to lower")
+			panic("mixed: mixed-precision repair found no layer to lower")
 		}
 		g := x.genes[best]
 		db := e.cand[g] - e.cand[g-1]
@@ -434,7 +439,7 @@ func (e *mpEval) repair(x *mpInd, rng *rand.Rand) bool {
 //
 // (ties to the lowest layer index). x's combos/size/bitops must be current; sens is not updated.
 // It reports whether x changed.
-func (e *mpEval) improve(x *mpInd) bool {
+func (e *evaluator) improve(x *individual) bool {
 	changed := false
 	for {
 		best := -1
@@ -481,7 +486,7 @@ func (e *mpEval) improve(x *mpInd) bool {
 
 // fix makes x feasible (repair), then greedily improves it (improve), and refreshes its costs from
 // scratch so the cached sensitivity carries no rounding from incremental updates.
-func (e *mpEval) fix(x *mpInd, rng *rand.Rand) {
+func (e *evaluator) fix(x *individual, rng *rand.Rand) {
 	repaired := e.repair(x, rng)
 	improved := e.improve(x)
 	if repaired || improved {
@@ -489,9 +494,9 @@ func (e *mpEval) fix(x *mpInd, rng *rand.Rand) {
 	}
 }
 
-// mpBetter reports whether a is preferred to b: lower sensitivity, then lower size, then the
+// better reports whether a is preferred to b: lower sensitivity, then lower size, then the
 // lexicographically smaller assignment.
-func mpBetter(a, b *mpInd) bool {
+func better(a, b *individual) bool {
 	if a.sens != b.sens {
 		return a.sens < b.sens
 	}
@@ -501,13 +506,13 @@ func mpBetter(a, b *mpInd) bool {
 	return slices.Compare(a.genes, b.genes) < 0
 }
 
-func (e *mpEval) result(x *mpInd, evals int) MPResult {
+func (e *evaluator) result(x *individual, evals int) Result {
 	bits := make([]int, len(x.genes))
 	for i, g := range x.genes {
 		bits[i] = e.p.Candidates[g]
 	}
 	sens, size, bitops, _ := e.p.Cost(bits)
-	return MPResult{Bits: bits, Sensitivity: sens, SizeBits: size, BitOPs: bitops, Evaluations: evals}
+	return Result{Bits: bits, Sensitivity: sens, SizeBits: size, BitOPs: bitops, Evaluations: evals}
 }
 
 // SearchGA minimises Σ_B Sens_B[c_B(b)] subject to the budgets of p with a seeded genetic algorithm
@@ -534,9 +539,9 @@ func (e *mpEval) result(x *mpInd, evals int) MPResult {
 // unit of budget used.
 //
 // The run depends only on p and cfg: the same Seed gives the same result (math/rand/v2 PCG).
-func SearchGA(p *MPProblem, cfg GAConfig) (MPResult, error) {
+func SearchGA(p *Problem, cfg GAConfig) (Result, error) {
 	if err := p.Validate(); err != nil {
-		return MPResult{}, err
+		return Result{}, err
 	}
 	def := DefaultGAConfig()
 	if cfg.Population <= 0 {
@@ -553,28 +558,28 @@ func SearchGA(p *MPProblem, cfg GAConfig) (MPResult, error) {
 	}
 	switch {
 	case cfg.Elite < 0 || cfg.Elite > cfg.Population:
-		return MPResult{}, fmt.Errorf("brecq: GA Elite = %d must be in [0, Population = %d]", cfg.Elite, cfg.Population)
+		return Result{}, fmt.Errorf("mixed: GA Elite = %d must be in [0, Population = %d]", cfg.Elite, cfg.Population)
 	case math.IsNaN(cfg.CrossoverP) || cfg.CrossoverP < 0 || cfg.CrossoverP > 1:
-		return MPResult{}, fmt.Errorf("brecq: GA CrossoverP = %v must be in [0, 1]", cfg.CrossoverP)
+		return Result{}, fmt.Errorf("mixed: GA CrossoverP = %v must be in [0, 1]", cfg.CrossoverP)
 	case math.IsNaN(cfg.MutationP) || cfg.MutationP < 0 || cfg.MutationP > 1:
-		return MPResult{}, fmt.Errorf("brecq: GA MutationP = %v must be in [0, 1]", cfg.MutationP)
+		return Result{}, fmt.Errorf("mixed: GA MutationP = %v must be in [0, 1]", cfg.MutationP)
 	}
 
-	e := newMPEval(p)
+	e := newEvaluator(p)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15))
 	k := e.k
 	evals := 0
 	best := e.newInd()
 	haveBest := false
-	consider := func(x *mpInd) {
+	consider := func(x *individual) {
 		evals++
-		if !haveBest || mpBetter(x, best) {
+		if !haveBest || better(x, best) {
 			best.copyFrom(x)
 			haveBest = true
 		}
 	}
 
-	pop := make([]*mpInd, cfg.Population)
+	pop := make([]*individual, cfg.Population)
 	for i := range pop {
 		x := e.newInd()
 		switch i {
@@ -595,12 +600,12 @@ func SearchGA(p *MPProblem, cfg GAConfig) (MPResult, error) {
 		consider(x)
 		pop[i] = x
 	}
-	sortPop := func(pop []*mpInd) {
-		slices.SortStableFunc(pop, func(a, b *mpInd) int {
-			if mpBetter(a, b) {
+	sortPop := func(pop []*individual) {
+		slices.SortStableFunc(pop, func(a, b *individual) int {
+			if better(a, b) {
 				return -1
 			}
-			if mpBetter(b, a) {
+			if better(b, a) {
 				return 1
 			}
 			return 0
@@ -608,14 +613,14 @@ func SearchGA(p *MPProblem, cfg GAConfig) (MPResult, error) {
 	}
 	sortPop(pop)
 
-	next := make([]*mpInd, cfg.Population)
+	next := make([]*individual, cfg.Population)
 	for i := range next {
 		next[i] = e.newInd()
 	}
-	tournament := func() *mpInd {
+	tournament := func() *individual {
 		w := pop[rng.IntN(len(pop))]
 		for range cfg.Tournament - 1 {
-			if c := pop[rng.IntN(len(pop))]; mpBetter(c, w) {
+			if c := pop[rng.IntN(len(pop))]; better(c, w) {
 				w = c
 			}
 		}
@@ -683,16 +688,16 @@ func SearchGA(p *MPProblem, cfg GAConfig) (MPResult, error) {
 // SearchExhaustive scores all K^n assignments (K candidates, n layers) and returns the one with the
 // least Σ_B Sens_B[c_B(b)] among those meeting the budgets; ties go to the lowest SizeBits, then the
 // lexicographically smallest Bits. It errors when K^n > 1e7.
-func SearchExhaustive(p *MPProblem) (MPResult, error) {
+func SearchExhaustive(p *Problem) (Result, error) {
 	if err := p.Validate(); err != nil {
-		return MPResult{}, err
+		return Result{}, err
 	}
-	e := newMPEval(p)
+	e := newEvaluator(p)
 	n, k := len(p.Layers), e.k
 	total := 1
 	for range n {
 		if total > maxExhaustiveAssignments/k {
-			return MPResult{}, fmt.Errorf("brecq: exhaustive search over %d^%d assignments exceeds %d", k, n, maxExhaustiveAssignments)
+			return Result{}, fmt.Errorf("mixed: exhaustive search over %d^%d assignments exceeds %d", k, n, maxExhaustiveAssignments)
 		}
 		total *= k
 	}

@@ -1,0 +1,186 @@
+package brecq
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/brecq-go/brecq/brecq/models"
+	"github.com/brecq-go/brecq/brecq/optim"
+	"github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+)
+
+// activationStage initialises activation ranges point by point (L_p search
+// with everything upstream quantized, weights rounded by w) and, when learn
+// is set, learns the step sizes with LSQ unit by unit.
+func (r *Quantizer) activationStage(w RoundingMode, learn bool) error {
+	o := r.opt
+	net := r.Q.Net
+	on := map[string]bool{}
+	// The stem output: range from the calibration images.
+	stem := net.Blocks[0].Name
+	if err := r.initActPoints(&Unit{Name: stem, ActPoints: []string{stem}, InLayer: stem, first: 0, last: 0,
+		forward: func(ops models.Ops, x *graph.Node) *graph.Node { return net.ForwardRange(ops, x, 0, 1) }}, nil, on, w, true); err != nil {
+		return err
+	}
+	units, err := ActUnits(net, o.Granularity)
+	if err != nil {
+		return err
+	}
+	qs, err := r.imageStream()
+	if err != nil {
+		return err
+	}
+	fs := &stream{block: 0, x: qs.x}
+	for _, u := range units {
+		if len(u.ActPoints) == 0 {
+			continue
+		}
+		t0 := time.Now()
+		if err := r.advance(qs, u.first, r.actMode(on, w)); err != nil {
+			return err
+		}
+		if err := r.advance(fs, u.first, FPMode()); err != nil {
+			return err
+		}
+		xin, _, err := r.capture(r.actMode(on, w), u, false, qs, nil)
+		if err != nil {
+			return err
+		}
+		if err := r.initActPoints(u, xin, on, w, false); err != nil {
+			return err
+		}
+		if !learn || o.ActIters == 0 {
+			continue
+		}
+		_, yfp, err := r.capture(FPMode(), u, false, fs, nil)
+		if err != nil {
+			return err
+		}
+		if err := r.learnStepSizes(u, xin, yfp, on, w, t0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// actCalibImages is how many cached inputs the activation range search uses.
+const actCalibImages = 256
+
+// initActPoints sets the range of each activation point of u in order, from
+// the values reaching it with the points before it already quantized.
+func (r *Quantizer) initActPoints(u *Unit, xin *cache, on map[string]bool, w RoundingMode, fromImages bool) error {
+	for _, p := range u.ActPoints {
+		bits := r.Q.ABits[p]
+		if bits >= 32 {
+			continue
+		}
+		f := r.Q.feed(nil)
+		mode := r.actMode(on, w)
+		exec, err := graph.NewExec(r.backend, func(in []*graph.Node) []*graph.Node {
+			var got *graph.Node
+			ops := &qOps{q: r.Q, n: f.nodes(in), mode: mode}
+			ops.onAct = func(point string, x *graph.Node) *graph.Node {
+				if point == p && got == nil {
+					got = x
+				}
+				return nil
+			}
+			x := in[len(f.keys)]
+			if fromImages {
+				x = models.ToCNHW(x)
+			}
+			u.forward(ops, x)
+			return []*graph.Node{got}
+		})
+		if err != nil {
+			return err
+		}
+		var x *tensors.Tensor
+		if fromImages {
+			x = sliceImages(r.calib, 0, min(actCalibImages, r.calib.Shape().Dimensions[0]))
+		} else {
+			idx := make([]int, min(actCalibImages, xin.n))
+			for i := range idx {
+				idx[i] = i
+			}
+			if x, err = xin.batch(idx); err != nil {
+				exec.Finalize()
+				return err
+			}
+		}
+		res, err := exec.Call(f.args(x)...)
+		exec.Finalize()
+		if err != nil {
+			return errorf("activation range of %s: %w", p, err)
+		}
+		aq, err := SearchActivationQParams(tensors.MustCopyFlatData[float32](res[0]), bits)
+		if err != nil {
+			return errorf("activation range of %s: %w", p, err)
+		}
+		r.Q.AQ[p] = aq
+		on[p] = true
+	}
+	return nil
+}
+
+// learnStepSizes is the LSQ stage of one unit: Adam (cosine learning rate
+// to 0, optim.CosineLR) on the step sizes of the unit's activation points, loss
+// ‖ŷ − y‖_p^p with p = ActP against the FP output (LpLoss), weights final.
+func (r *Quantizer) learnStepSizes(u *Unit, xin, yfp *cache, on map[string]bool, w RoundingMode, t0 time.Time) error {
+	o := r.opt
+	cacheSec := time.Since(t0).Seconds()
+	var keys []key
+	skip := map[key]bool{}
+	for _, p := range u.ActPoints {
+		if r.Q.ABits[p] < 32 {
+			keys = append(keys, key{aScaleT, p})
+			skip[key{aScaleT, p}] = true
+		}
+	}
+	f := r.Q.feed(skip)
+	in := newStepInputs(f)
+	steps := newAdamGroup(in, r.Q, keys, MinScale)
+	xSlot, ySlot, stepSlot := in.one(), in.one(), in.one()
+	mode := r.actMode(on, w)
+	exec, err := graph.NewExec(r.backend, func(inputs []*graph.Node) []*graph.Node {
+		nodes := f.nodes(inputs)
+		steps.bind(inputs, nodes)
+		yhat := u.forward(&qOps{q: r.Q, n: nodes, mode: mode}, xSlot.node(inputs))
+		loss := LpLoss(yhat, ySlot.node(inputs), nil, o.ActP, u.channelAxis())
+		return append(adamSteps(inputs, loss, stepSlot.node(inputs), steps), loss)
+	})
+	if err != nil {
+		return err
+	}
+	defer exec.Finalize()
+	rep := UnitReport{Unit: u.Name, Stage: "activations", Iters: o.ActIters, CacheMB: float64(xin.bytes()+yfp.bytes()) / 1e6,
+		CacheSeconds: cacheSec}
+	idx := make([]int, o.Batch)
+	err = r.adamLoop(exec, in.args(), []*adamGroup{steps}, o.ActIters, xin.n, idx, &rep,
+		func(it int, args []any) error {
+			xb, err := xin.batch(idx)
+			if err != nil {
+				return err
+			}
+			yb, err := yfp.batch(idx)
+			if err != nil {
+				return err
+			}
+			xSlot.set(args, xb)
+			ySlot.set(args, yb)
+			steps.lr.set(args, float32(optim.CosineLR(o.ActLR, it, o.ActIters)))
+			stepSlot.set(args, float32(it+1))
+			return nil
+		},
+		func(_ int, out []*tensors.Tensor) (float64, string) {
+			loss := float64(tensors.ToScalar[float32](out[0]))
+			return loss, fmt.Sprintf("lp %.4g", loss)
+		})
+	if err != nil {
+		return err
+	}
+	rep.Seconds = time.Since(t0).Seconds()
+	r.Report.Units = append(r.Report.Units, rep)
+	return nil
+}

@@ -1,0 +1,120 @@
+package brecq
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+
+	"github.com/brecq-go/brecq/brecq/models"
+)
+
+// TestAdamLoopMatchesReference runs adamLoop on a step graph with two Adam
+// groups (a 3-element V at learning rate 0.1, a step size at 0.05 with the
+// MinScale floor) on f = Σ c_i (v_i − a_i)² + 4·(s − b)², the slots declared
+// once and filled by name, and compares the parameters stored back into the
+// QNet and the reported losses with a float64 Adam (refAdam) run by hand; b
+// is negative, so the floor must hold s at MinScale.
+func TestAdamLoopMatchesReference(t *testing.T) {
+	a := []float64{3, -1, 0.5}
+	c := []float64{1, 10, 0.1}
+	const b = -0.2
+	q := &QNet{FP: models.Params{"l.weight": tensors.FromFlatDataAndDimensions([]float32{0, 0, 0}, 3)},
+		V:  map[string][]float32{"l": {0, 0, 0.5}},
+		AQ: map[string]QParams{"p": {Bits: 4, Scale: []float32{0.5}, ZeroPoint: []float32{0}, Shape: []int{}}}}
+	r := &Quantizer{Q: q, opt: DefaultOptions(2, 4), rng: rand.New(rand.NewPCG(1, 2))}
+	in := newStepInputs(&feed{})
+	vg := newAdamGroup(in, q, []key{{roundVT, "l"}}, 0)
+	sg := newAdamGroup(in, q, []key{{aScaleT, "p"}}, MinScale)
+	stepSlot := in.one()
+	exec := graph.MustNewExec(qtBackend(t), func(inputs []*graph.Node) []*graph.Node {
+		nodes := map[key]*graph.Node{}
+		vg.bind(inputs, nodes)
+		sg.bind(inputs, nodes)
+		g := stepSlot.node(inputs).Graph()
+		d := graph.Sub(nodes[key{roundVT, "l"}], graph.Const(g, []float32{3, -1, 0.5}))
+		ds := graph.AddScalar(nodes[key{aScaleT, "p"}], -b)
+		loss := graph.Add(graph.ReduceAllSum(graph.Mul(graph.Const(g, []float32{1, 10, 0.1}), graph.Mul(d, d))),
+			graph.MulScalar(graph.Mul(ds, ds), 4))
+		return append(adamSteps(inputs, loss, stepSlot.node(inputs), vg, sg), loss)
+	})
+	defer exec.Finalize()
+	args := in.args()
+	vg.lr.set(args, float32(0.1))
+	sg.lr.set(args, float32(0.05))
+	const iters = 12
+	var losses []float64
+	rep := UnitReport{Unit: "l", Stage: "weights"}
+	err := r.adamLoop(exec, args, []*adamGroup{vg, sg}, iters, 1, make([]int, 2), &rep,
+		func(it int, args []any) error { stepSlot.set(args, float32(it+1)); return nil },
+		func(_ int, out []*tensors.Tensor) (float64, string) {
+			l := float64(tensors.ToScalar[float32](out[0]))
+			losses = append(losses, l)
+			return l, ""
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rv, rs := []float64{0, 0, 0.5}, []float64{0.5}
+	av, as := &refAdam{}, &refAdam{}
+	var first float64
+	for it := range iters {
+		loss := 4 * (rs[0] - b) * (rs[0] - b)
+		gv := make([]float64, 3)
+		for i := range rv {
+			loss += c[i] * (rv[i] - a[i]) * (rv[i] - a[i])
+			gv[i] = 2 * c[i] * (rv[i] - a[i])
+		}
+		if it == 0 {
+			first = loss
+		}
+		if !qtClose(losses[it], loss, 1e-5*loss) {
+			t.Errorf("iteration %d: loss %g, reference %g", it, losses[it], loss)
+		}
+		av.step(rv, gv, 0.1)
+		as.step(rs, []float64{8 * (rs[0] - b)}, 0.05)
+		rs[0] = math.Max(rs[0], MinScale)
+	}
+	for i, v := range q.V["l"] {
+		if !qtClose(float64(v), rv[i], 2e-6) {
+			t.Errorf("V[%d] = %g, reference %g", i, v, rv[i])
+		}
+	}
+	if s := q.AQ["p"].Scale[0]; float64(s) != float64(float32(MinScale)) || rs[0] != MinScale {
+		t.Errorf("step size %g (reference %g), want held at the floor %g", s, rs[0], MinScale)
+	}
+	if rep.RecLoss0 != losses[0] || rep.RecLoss != losses[iters-1] || !qtClose(rep.RecLoss0, first, 1e-5*first) {
+		t.Errorf("report losses %g → %g, want %g → %g", rep.RecLoss0, rep.RecLoss, losses[0], losses[iters-1])
+	}
+}
+
+// TestKeyTensorsRoundTrip: a trainable read from a QNet as a graph input and
+// stored back is unchanged, and every weight-quantizer tensor has the
+// quantizer's per-channel shape.
+func TestKeyTensorsRoundTrip(t *testing.T) {
+	net, p, x := testNet(t, 4)
+	q, err := NewQuantizer(testBackend(t), net, p, x, DefaultOptions(2, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := net.Layers()[1]
+	v := append([]float32(nil), q.Q.V[l.Name]...)
+	q.Q.store(key{roundVT, l.Name}, q.Q.tensor(key{roundVT, l.Name}))
+	if d := maxRelDiff(v, q.Q.V[l.Name]); d != 0 {
+		t.Errorf("V round trip differs by %g", d)
+	}
+	s := q.Q.tensor(key{wScaleT, l.Name})
+	if got, want := s.Shape().Dimensions, q.Q.WQ[l.Name].Shape; len(got) != len(want) || got[0] != want[0] {
+		t.Errorf("scale tensor dims %v, want %v", got, want)
+	}
+	q.Q.AQ["pt"] = QParams{Bits: 4, Scale: []float32{0.25}, ZeroPoint: []float32{0}, Shape: []int{}}
+	q.Q.store(key{aScaleT, "pt"}, tensors.FromScalar(float32(0.75)))
+	if got := q.Q.AQ["pt"].Scale[0]; got != 0.75 {
+		t.Errorf("stored step size %g, want 0.75", got)
+	}
+	if q.Q.tensor(key{aScaleT, "pt"}).Shape().Rank() != 0 {
+		t.Error("per-tensor step size is not a scalar input")
+	}
+}
