@@ -119,15 +119,11 @@ Examples:
 	if err != nil {
 		return err
 	}
-	params, _, err := loadParams(*nf.model, net)
+	net, params, _, err := loadParams(*nf.model, *nf.arch, net)
 	if err != nil {
 		return err
 	}
-	idx, err := datasets.SampleCalibration(ds.Train, *calib, 1)
-	if err != nil {
-		return fmt.Errorf("--calib: %w", err)
-	}
-	calibT, _, err := splitImages(ds.Train, ds.Norm, idx)
+	calibT, _, _, err := ds.calibration(*calib, 1)
 	if err != nil {
 		return err
 	}
@@ -241,7 +237,7 @@ Examples:
 	fmt.Println()
 	printBenchTable(rec.Rows)
 	fmt.Printf("\nreference: %s; ratio = here / reference (time: above 1 is slower here).\n", referenceProvider)
-	if net.Name != "resnet20" || ds.Name != datasets.FashionMNIST {
+	if net.Name != "resnet20" || ds.Kind != datasets.FashionMNIST {
 		fmt.Printf("The references are for resnet20 on %s, not %s on %s.\n", datasets.FashionMNIST, net.Name, ds.Name)
 	}
 	fmt.Println("Live PyTorch timing is not implemented: the recorded reference is used.")
@@ -331,26 +327,17 @@ func meanIterMS(units []brecq.UnitReport, stage string) (med, lo, hi float64, n 
 	return med, lo, hi, n
 }
 
-// splitImages returns the images idx of split as a [N,1,H,W] tensor, and their labels.
-func splitImages(s *datasets.Split, norm datasets.Normalization, idx []int) (*tensors.Tensor, *tensors.Tensor, error) {
-	x, y, err := s.Batch(idx, norm)
-	if err != nil {
-		return nil, nil, err
-	}
-	return tensors.FromFlatDataAndDimensions(x, len(idx), 1, s.H, s.W), tensors.FromFlatDataAndDimensions(y, len(y)), nil
-}
-
 // timeFP times FP inference at batch 256 of test images and one SGD step
 // at batch 128 of training images (smaller batches if a split is smaller),
 // each for about d after a warm-up (compilation) run, with go-benchmarks
 // (which prints its table: mean, median, 10th / 90th percentiles, count).
 // It returns both timings and the inference batch size.
-func timeFP(backend compute.Backend, net *models.Net, params models.Params, ds *datasets.Dataset, d time.Duration) (fwd, step timing, n256 int, err error) {
+func timeFP(backend compute.Backend, net *models.Net, params models.Params, ds *data, d time.Duration) (fwd, step timing, n256 int, err error) {
 	ev, err := fptrain.NewEvaluator(backend, net, params)
 	if err != nil {
 		return fwd, step, 0, err
 	}
-	x256, _, err := splitImages(ds.Test, ds.Norm, seq(min(256, ds.Test.N)))
+	x256, _, err := ds.batch(ds.Test, seq(min(256, ds.testN())))
 	if err != nil {
 		return fwd, step, 0, err
 	}
@@ -358,10 +345,11 @@ func timeFP(backend compute.Backend, net *models.Net, params models.Params, ds *
 	if err != nil {
 		return fwd, step, 0, err
 	}
-	x128, y128, err := splitImages(ds.Train, ds.Norm, seq(min(128, ds.Train.N)))
+	x128, y, err := ds.batch(ds.Train, seq(min(128, ds.trainN())))
 	if err != nil {
 		return fwd, step, 0, err
 	}
+	y128 := tensors.FromFlatDataAndDimensions(y, len(y))
 	ts, err := timeFuncs(d, []namedFunc{
 		{"FP inference, batch 256", func() error { _, err := ev.Logits(x256); return err }},
 		{"FP train step, batch 128", func() error { _, _, err := tr.Step(x128, y128, 0.01); return err }},

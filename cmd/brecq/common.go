@@ -7,10 +7,12 @@ import (
 	"io/fs"
 	"maps"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/gomlx/core/tensors"
@@ -41,60 +43,164 @@ func defaultModel() string {
 // netFlags are the flags naming the network and its data, shared by every
 // subcommand that builds a network.
 type netFlags struct {
-	model, data  *string
-	depth, width *int
+	model, data, arch       *string
+	depth, width, imageSize *int
 }
 
-// addNetFlags declares --data, --depth and --width on fs, and --model
-// (described by modelHelp) unless modelHelp is "" (train builds its network).
+// addNetFlags declares --arch, --data, --image-size, --depth and --width on
+// fs, and --model (described by modelHelp) unless modelHelp is "" (train
+// builds its network).
 func addNetFlags(fs *flag.FlagSet, modelHelp string) *netFlags {
 	n := &netFlags{}
 	if modelHelp != "" {
 		n.model = fs.String("model", defaultModel(), modelHelp)
 	}
-	n.data = fs.String("data", datasets.FashionMNIST, "data set: fashion-mnist or mnist")
-	n.depth = fs.Int("depth", 20, "ResNet depth (6n+2)")
-	n.width = fs.Int("width", 1, "channel width multiplier of the checkpoint")
+	n.arch = fs.String("arch", "resnet20", "architecture: "+strings.Join(models.Archs(), ", "))
+	n.data = fs.String("data", datasets.FashionMNIST, "data set: "+strings.Join(datasets.Specs(), ", ")+
+		" (folder: DIR/train/<class>/*, DIR/val/<class>/* as torchvision's ImageFolder)")
+	n.imageSize = fs.Int("image-size", 0, "network input side for folder: data (0 = 224; images resized to round(size·256/224) then centre-cropped)")
+	n.depth = fs.Int("depth", 20, "ResNet depth (6n+2), --arch resnet20 only")
+	n.width = fs.Int("width", 1, "channel width multiplier of the checkpoint, --arch resnet20 only")
 	return n
 }
 
-// setup prints the backend, loads the data set and builds the ResNet
-// description that fits its images — the start every subcommand shares.
-// needTrain says the command uses the training split; both splits must
-// hold images.
-func (n *netFlags) setup(needTrain bool) (compute.Backend, *datasets.Dataset, *models.Net, error) {
+// data is an opened data set (--data) with the loading helpers the
+// subcommands share. Images are NCHW float32, normalised.
+type data struct {
+	*datasets.Data
+	Name string // the --data spec
+}
+
+// trainN and testN are the sizes of the two splits.
+func (d *data) trainN() int { return d.Train.Len() }
+func (d *data) testN() int  { return d.Test.Len() }
+
+// tensor wraps n NCHW images of d as a tensor.
+func (d *data) tensor(x []float32, n int) *tensors.Tensor {
+	return tensors.FromFlatDataAndDimensions(x, n, d.C, d.H, d.W)
+}
+
+// batch loads images idx of split src as a tensor, with their labels.
+func (d *data) batch(src datasets.Images, idx []int) (*tensors.Tensor, []int32, error) {
+	x, y, err := datasets.LoadBatch(src, idx, datasets.LoadOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return d.tensor(x, len(idx)), y, nil
+}
+
+// calibration draws the seeded calibration sample (the same images as
+// datasets.SampleCalibration for the IDX data sets).
+func (d *data) calibration(n int, seed uint64) (*tensors.Tensor, []int32, []int, error) {
+	x, y, idx, err := d.Calibration(n, seed, datasets.LoadOptions{})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("--calib %d: %w", n, err)
+	}
+	return d.tensor(x, len(idx)), y, idx, nil
+}
+
+// augmentedBatch is a training minibatch with the data set's augmentation
+// (random crop with padding and horizontal flip), for the in-memory data
+// sets; folder data sets are not trained here.
+func (d *data) augmentedBatch(idx []int, rng *rand.Rand) ([]float32, []int32, error) {
+	if d.IDX != nil {
+		return d.IDX.Train.AugmentedBatch(idx, d.IDX.Norm, datasets.DefaultAugment, rng)
+	}
+	if m, ok := d.Train.(*datasets.MemImages); ok {
+		return m.AugmentedBatch(idx, datasets.DefaultAugment, rng)
+	}
+	return nil, nil, fmt.Errorf("--data %s: training needs an in-memory data set (fashion-mnist, mnist, cifar10:DIR)", d.Name)
+}
+
+// testBatchFn returns the test images idx as a tensor and their labels,
+// streamed in order with bounded memory for folder data sets. stop ends the
+// stream's workers.
+func (d *data) testBatchFn(batch int) (fn func([]int) (*tensors.Tensor, []int32, error), stop func()) {
+	var opt datasets.LoadOptions
+	if d.Folder != nil {
+		opt.Progress = datasets.TextProgress(os.Stderr, "val")
+	}
+	load, stop := datasets.SequentialBatches(d.Test, batch, opt)
+	return func(idx []int) (*tensors.Tensor, []int32, error) {
+		x, y, err := load(idx)
+		if err != nil {
+			return nil, nil, err
+		}
+		return d.tensor(x, len(idx)), y, nil
+	}, stop
+}
+
+// setup prints the backend, opens the data set and describes the network
+// that fits its images — the start every subcommand shares. needTrain says
+// the command uses the training split; both splits must hold images. For
+// --arch resnet20 the network follows --depth and --width; other
+// architectures are taken as published (loadParams may refine the
+// description from the checkpoint, e.g. MNASNet's depth multiplier).
+func (n *netFlags) setup(needTrain bool) (compute.Backend, *data, *models.Net, error) {
 	if err := engine.Announce(os.Stdout); err != nil {
 		return nil, nil, nil, err
 	}
 	backend, _ := engine.Backend()
-	ds, err := datasets.Load(*n.data)
-	if err != nil {
-		return nil, nil, nil, err
+	if *n.imageSize < 0 {
+		return nil, nil, nil, fmt.Errorf("--image-size %d: want 0 (the data set's size) or a positive side", *n.imageSize)
 	}
-	if ds.Test.N == 0 {
+	if _, err := models.New(*n.arch, 1, 1, 1, 1); err != nil {
+		return nil, nil, nil, fmt.Errorf("--arch %s: want one of %s", *n.arch, strings.Join(models.Archs(), ", "))
+	}
+	d, err := datasets.Open(*n.data, datasets.Options{ImageSize: *n.imageSize})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("--data %s: %w", *n.data, err)
+	}
+	ds := &data{Data: d, Name: *n.data}
+	if ds.testN() == 0 {
 		return nil, nil, nil, fmt.Errorf("--data %s: the test split holds no images", *n.data)
 	}
-	if needTrain && ds.Train.N == 0 {
+	if needTrain && ds.trainN() == 0 {
 		return nil, nil, nil, fmt.Errorf("--data %s: the training split holds no images", *n.data)
 	}
-	net, err := models.CIFARResNet(*n.depth, *n.width, 1, ds.Train.H, ds.Train.W, ds.NumClasses)
+	var net *models.Net
+	if *n.arch == "resnet20" {
+		net, err = models.CIFARResNet(*n.depth, *n.width, d.C, d.H, d.W, d.NumClasses)
+	} else {
+		net, err = models.New(*n.arch, d.C, d.H, d.W, d.NumClasses)
+	}
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	return backend, ds, net, nil
 }
 
-// loadParams reads a checkpoint of net and rejects non-finite values,
-// naming the tensor.
-func loadParams(path string, net *models.Net) (models.Params, map[string]string, error) {
-	p, meta, err := models.LoadParams(path, net)
-	if err != nil {
-		return nil, nil, err
+// loadParams reads a checkpoint of net (--arch arch) and rejects non-finite values,
+// naming the tensor. For the ImageNet-style architectures the layout
+// (torchvision's or the BRECQ authors') is detected from the tensor names
+// and the description is taken from the checkpoint; its class count must
+// be the data set's. It returns the description the parameters belong to.
+func loadParams(path, arch string, net *models.Net) (*models.Net, models.Params, map[string]string, error) {
+	var (
+		p    models.Params
+		meta map[string]string
+		err  error
+	)
+	if arch == "resnet20" {
+		p, meta, err = models.LoadParams(path, net)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+	} else {
+		ck, err := models.LoadArch(path, arch, net.InC, net.InH, net.InW)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if ck.Net.Classes != net.Classes {
+			return nil, nil, nil, fmt.Errorf("%s: the classifier has %d classes, the data set %d: --model and --data do not belong together",
+				path, ck.Net.Classes, net.Classes)
+		}
+		net, p, meta = ck.Net, ck.Params, ck.Meta
 	}
 	if err := checkFinite(path, p); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return p, meta, nil
+	return net, p, meta, nil
 }
 
 // checkFinite returns an error naming the first tensor (by name) of p that
@@ -115,17 +221,6 @@ func checkFinite(path string, p models.Params) error {
 }
 
 func trimExt(p string) string { return p[:len(p)-len(filepath.Ext(p))] }
-
-// testBatchFn returns the test images idx as a [N,1,H,W] tensor and their labels.
-func testBatchFn(ds *datasets.Dataset) func([]int) (*tensors.Tensor, []int32, error) {
-	return func(idx []int) (*tensors.Tensor, []int32, error) {
-		x, y, err := ds.Test.Batch(idx, ds.Norm)
-		if err != nil {
-			return nil, nil, err
-		}
-		return tensors.FromFlatDataAndDimensions(x, len(idx), 1, ds.Test.H, ds.Test.W), y, nil
-	}
-}
 
 // namedPath is a path given by a flag.
 type namedPath struct{ flag, path string }

@@ -51,7 +51,7 @@ Examples:
 	if err != nil {
 		return err
 	}
-	p, note, err := loadForEval(*nf.model, net)
+	net, p, note, err := loadForEval(*nf.model, *nf.arch, net)
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,8 @@ Examples:
 		return err
 	}
 	// Warm up (compilation) on one batch, then time the full pass.
-	bf := testBatchFn(ds)
+	bf, stop := ds.testBatchFn(*batch)
+	defer stop()
 	xw, _, err := bf([]int{0})
 	if err != nil {
 		return err
@@ -72,15 +73,15 @@ Examples:
 		return err
 	}
 	t0 := time.Now()
-	acc, err := fptrain.Accuracy(ds.Test.N, *batch, bf, ev.Logits)
+	acc, err := fptrain.Accuracy(ds.testN(), *batch, bf, ev.Logits)
 	if err != nil {
 		return err
 	}
-	ips := float64(ds.Test.N) / time.Since(t0).Seconds()
-	fmt.Printf("%s on %s test (%d images): top-1 %.2f%%, %.0f images/s (batch %d)\n", *nf.model, ds.Name, ds.Test.N, acc, ips, *batch)
+	ips := float64(ds.testN()) / time.Since(t0).Seconds()
+	fmt.Printf("%s on %s test (%d images): top-1 %.2f%%, %.0f images/s (batch %d)\n", *nf.model, ds.Name, ds.testN(), acc, ips, *batch)
 	if *jsonOut != "" {
 		return atomicfile.WriteJSON(*jsonOut, EvalRecord{Command: "eval", Checkpoint: *nf.model, Model: net.Name, Data: ds.Name,
-			Backend: engine.Name(), Images: ds.Test.N, Batch: *batch, Top1: acc, ImagesPerSec: ips, Machine: machine()})
+			Backend: engine.Name(), Images: ds.testN(), Batch: *batch, Top1: acc, ImagesPerSec: ips, Machine: machine()})
 	}
 	return nil
 }

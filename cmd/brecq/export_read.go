@@ -66,25 +66,25 @@ func exportParams(path string, ts map[string]*safetensors.Tensor, net *models.Ne
 // loadForEval reads a checkpoint of net for evaluation: an FP state_dict,
 // or the tool's own quantized export (then note says what is evaluated).
 // Non-finite values are refused, naming the tensor.
-func loadForEval(path string, net *models.Net) (p models.Params, note string, err error) {
+func loadForEval(path, arch string, net *models.Net) (_ *models.Net, p models.Params, note string, err error) {
 	ts, meta, err := safetensors.ReadFile(path)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	if !isExport(meta) {
-		p, _, err := loadParams(path, net)
-		return p, "", err
+		net, p, _, err := loadParams(path, arch, net)
+		return net, p, "", err
 	}
 	if p, err = exportParams(path, ts, net); err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	if err := checkFinite(path, p); err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	note = fmt.Sprintf("quantized export of %s (method %s, W%sA%s): its dequantized weights, activations not quantized here",
 		strings.TrimPrefix(meta["producer"], "brecq "), meta["method"], meta["wbits"], meta["abits"])
 	if meta["abits"] != "32" && meta["top1"] != "" {
 		note += fmt.Sprintf("; with its activation quantization it scored %s%%", meta["top1"])
 	}
-	return p, note, nil
+	return net, p, note, nil
 }

@@ -61,7 +61,7 @@ func TestExportParamsMatchFP(t *testing.T) {
 	if err := safetensors.WriteFile(path, ts, meta); err != nil {
 		t.Fatal(err)
 	}
-	q, note, err := loadForEval(path, net)
+	_, q, note, err := loadForEval(path, "resnet20", net)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestExportParamsMatchFP(t *testing.T) {
 		}
 	}
 	// The FP checkpoint itself is not taken for an export.
-	if _, note, err := loadForEval(ckpt, net); err != nil || note != "" {
+	if _, _, note, err := loadForEval(ckpt, "resnet20", net); err != nil || note != "" {
 		t.Errorf("FP checkpoint: note %q, err %v", note, err)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/brecq-go/brecq/brecq/fptrain"
 	"github.com/brecq-go/brecq/brecq/models"
 	"github.com/brecq-go/brecq/brecq/runrecord"
-	"github.com/brecq-go/brecq/datasets"
 	"github.com/brecq-go/brecq/internal/atomicfile"
 )
 
@@ -152,7 +151,7 @@ func (f *quantFlags) options() (brecq.Options, error) {
 // quantEnv is what a quantization job runs on.
 type quantEnv struct {
 	backend     compute.Backend
-	ds          *datasets.Dataset
+	ds          *data
 	net         *models.Net
 	params      models.Params
 	idx         []int
@@ -167,19 +166,14 @@ func (f *quantFlags) load() (*quantEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	params, _, err := loadParams(*f.model, net)
+	net, params, _, err := loadParams(*f.model, *f.arch, net)
 	if err != nil {
 		return nil, err
 	}
-	idx, err := datasets.SampleCalibration(ds.Train, *f.calib, *f.seed)
-	if err != nil {
-		return nil, fmt.Errorf("--calib: %w", err)
-	}
-	cx, cy, err := ds.Train.Batch(idx, ds.Norm)
+	calibT, cy, idx, err := ds.calibration(*f.calib, *f.seed)
 	if err != nil {
 		return nil, err
 	}
-	calibT := tensors.FromFlatDataAndDimensions(cx, len(idx), 1, ds.Train.H, ds.Train.W)
 	return &quantEnv{backend: backend, ds: ds, net: net, params: params, idx: idx, calib: calibT, calibLabels: cy}, nil
 }
 
@@ -250,26 +244,32 @@ func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRec
 	evalMode := func(m brecq.Mode) (float64, error) {
 		logits, done := q.Evaluator(m)
 		defer done()
-		return fptrain.Accuracy(ds.Test.N, 500, testBatchFn(ds), logits)
+		bf, stop := ds.testBatchFn(500)
+		defer stop()
+		return fptrain.Accuracy(ds.testN(), 500, bf, logits)
 	}
 	var err error
 	{
 		logits, done := q.Evaluator(q.EvalMode())
-		rec.QuantTop1, rec.TestLoss, err = fptrain.AccuracyAndLoss(ds.Test.N, 500, testBatchFn(ds), logits)
+		bf, stop := ds.testBatchFn(500)
+		defer stop()
+		rec.QuantTop1, rec.TestLoss, err = fptrain.AccuracyAndLoss(ds.testN(), 500, bf, logits)
 		if err == nil {
 			// The same network on its own calibration images: over-fitting shows as
 			// a calibration loss far below the test loss.
-			rec.CalibTop1, rec.CalibLoss, err = fptrain.AccuracyAndLoss(len(e.idx), 512, func(b []int) (*tensors.Tensor, []int32, error) {
-				sel := make([]int, len(b))
-				for i, j := range b {
-					sel[i] = e.idx[j]
-				}
-				x, y, err := ds.Train.Batch(sel, ds.Norm)
-				if err != nil {
-					return nil, nil, err
-				}
-				return tensors.FromFlatDataAndDimensions(x, len(sel), 1, ds.Train.H, ds.Train.W), y, nil
-			}, logits)
+			var cx []float32
+			if cx, err = tensors.CopyFlatData[float32](e.calib); err == nil {
+				per := len(cx) / len(e.idx)
+				rec.CalibTop1, rec.CalibLoss, err = fptrain.AccuracyAndLoss(len(e.idx), 512, func(b []int) (*tensors.Tensor, []int32, error) {
+					x := make([]float32, 0, len(b)*per)
+					y := make([]int32, len(b))
+					for i, j := range b {
+						x = append(x, cx[j*per:(j+1)*per]...)
+						y[i] = e.calibLabels[j]
+					}
+					return ds.tensor(x, len(b)), y, nil
+				}, logits)
+			}
 		}
 		done()
 		if err != nil {
@@ -292,7 +292,9 @@ func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRec
 				return err
 			}
 			logits, done := nq.Evaluator(nq.EvalMode())
-			rec.NearestTop1, err = fptrain.Accuracy(ds.Test.N, 500, testBatchFn(ds), logits)
+			bf, stop := ds.testBatchFn(500)
+			defer stop()
+			rec.NearestTop1, err = fptrain.Accuracy(ds.testN(), 500, bf, logits)
 			done()
 			if err != nil {
 				return err

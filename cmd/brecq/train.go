@@ -101,8 +101,11 @@ Examples:
 	if err != nil {
 		return err
 	}
-	if *batch > ds.Train.N {
-		return fmt.Errorf("--batch %d: the training split of %s holds only %d images", *batch, ds.Name, ds.Train.N)
+	if *batch > ds.trainN() {
+		return fmt.Errorf("--batch %d: the training split of %s holds only %d images", *batch, ds.Name, ds.trainN())
+	}
+	if _, _, err := ds.augmentedBatch([]int{0}, rand.New(rand.NewPCG(0, 0))); err != nil {
+		return err
 	}
 	params := fptrain.Init(net, *seed)
 	startEpoch := 0
@@ -110,7 +113,7 @@ Examples:
 		Epochs: *epochs, Batch: *batch, LR: *lr, Momentum: 0.9, WeightDecay: *wd, Augment: "crop pad 2 + hflip",
 		Machine: machine(), Checkpoint: filepath.Base(*out)}
 	if *resume != "" {
-		p, meta, err := loadParams(*resume, net)
+		_, p, meta, err := loadParams(*resume, *nf.arch, net)
 		if err != nil {
 			return err
 		}
@@ -128,12 +131,12 @@ Examples:
 	if err != nil {
 		return err
 	}
-	stepsPerEpoch := ds.Train.N / *batch
+	stepsPerEpoch := ds.trainN() / *batch
 	total := stepsPerEpoch * *epochs
 	step := startEpoch * stepsPerEpoch
 	t0 := time.Now()
 	for epoch := startEpoch; epoch < *epochs; epoch++ {
-		perm := datasets.EpochPermutation(ds.Train.N, *seed, epoch)
+		perm := datasets.EpochPermutation(ds.trainN(), *seed, epoch)
 		rng := rand.New(rand.NewPCG(*seed, uint64(epoch)+1000))
 		bar := progress.New(os.Stderr, fmt.Sprintf("epoch %d/%d", epoch+1, *epochs), stepsPerEpoch)
 		var sumLoss float64
@@ -141,12 +144,12 @@ Examples:
 		te := time.Now()
 		curLR := 0.0
 		for i, idx := range datasets.Minibatches(perm, *batch, true) {
-			x, y, err := ds.Train.AugmentedBatch(idx, ds.Norm, datasets.DefaultAugment, rng)
+			x, y, err := ds.augmentedBatch(idx, rng)
 			if err != nil {
 				return err
 			}
 			curLR = optim.CosineLR(*lr, step, total)
-			loss, correct, err := tr.Step(tensors.FromFlatDataAndDimensions(x, len(idx), 1, ds.Train.H, ds.Train.W),
+			loss, correct, err := tr.Step(ds.tensor(x, len(idx)),
 				tensors.FromFlatDataAndDimensions(y, len(idx)), curLR)
 			if err != nil {
 				return fmt.Errorf("epoch %d step %d: %w", epoch+1, i+1, err)
@@ -195,11 +198,13 @@ Examples:
 }
 
 // testAccuracy evaluates params on the whole test split.
-func testAccuracy(net *models.Net, p models.Params, ds *datasets.Dataset, batch int) (float64, error) {
+func testAccuracy(net *models.Net, p models.Params, ds *data, batch int) (float64, error) {
 	backend, _ := engine.Backend()
 	ev, err := fptrain.NewEvaluator(backend, net, p)
 	if err != nil {
 		return 0, err
 	}
-	return fptrain.Accuracy(ds.Test.N, batch, testBatchFn(ds), ev.Logits)
+	bf, stop := ds.testBatchFn(batch)
+	defer stop()
+	return fptrain.Accuracy(ds.testN(), batch, bf, ev.Logits)
 }
