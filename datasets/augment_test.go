@@ -52,7 +52,8 @@ func TestRandomResizedCropParams(t *testing.T) {
 		t.Errorf("fallback on 1000x10: %+v, want height 10, width round(10·4/3)=13, centred", p)
 	}
 	a := &AugmentedImages{Seed: 9}
-	if a.Params(5, 300, 200) != a.Params(5, 300, 200) || a.Params(5, 300, 200) == a.Params(6, 300, 200) {
+	first, again, other := a.Params(5, 300, 200), a.Params(5, 300, 200), a.Params(6, 300, 200)
+	if first != again || first == other {
 		t.Error("per-image draws are not a function of (seed, index)")
 	}
 }

@@ -217,7 +217,7 @@ func evalForward(t *testing.T, b compute.Backend, net *models.Net, p models.Para
 	for _, n := range names {
 		args = append(args, p[n])
 	}
-	out, err := exec.Exec(append(args, x)...)
+	out, err := exec.Call(append(args, x)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,7 +78,7 @@ func fpLogits(backend compute.Backend, net *models.Net, p models.Params, x *tens
 	}
 	// An Exec whose graph failed to build is not finalized: GoMLX v0.28.8's
 	// Finalize blocks after a panic while building.
-	out, err := e.Exec(append(args, x)...)
+	out, err := e.Call(append(args, x)...)
 	if err != nil {
 		return nil, err
 	}

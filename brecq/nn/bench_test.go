@@ -59,9 +59,9 @@ func BenchmarkConvFwdBwd(b *testing.B) {
 					return []*graph.Node{loss, grads[0], grads[1]}
 				})
 				defer e.Finalize()
-				e.MustExec(x, w)
+				e.MustCall(x, w)
 				for b.Loop() {
-					e.MustExec(x, w)
+					e.MustCall(x, w)
 				}
 				b.ReportMetric(b.Elapsed().Seconds()*1e3/float64(b.N), "ms/op")
 			})

@@ -108,7 +108,7 @@ func checkPathMatchesNative(t *testing.T, tc convCase, path ConvPath) {
 			return []*graph.Node{y, grads[0], grads[1]}
 		})
 		defer e.Finalize()
-		return e.MustExec(local(x), local(w), local(cot))
+		return e.MustCall(local(x), local(w), local(cot))
 	}
 	got, want := run(goBackend(t), path), run(nativeBackend(t), ConvNative)
 	for i, name := range []string{"y", "dx", "dw"} {
@@ -193,7 +193,7 @@ func TestShiftDotPatches(t *testing.T) {
 				return out
 			})
 			defer e.Finalize()
-			res := e.MustExec(x, w)
+			res := e.MustCall(x, w)
 			for i, name := range []string{"y", "dx", "dw"} {
 				a, b := tensors.MustCopyFlatData[float32](res[i]), tensors.MustCopyFlatData[float32](res[i+3])
 				if !slices.Equal(a, b) {
