@@ -45,6 +45,7 @@ func defaultModel() string {
 type netFlags struct {
 	model, data, arch       *string
 	depth, width, imageSize *int
+	calibAugment            *bool
 }
 
 // addNetFlags declares --arch, --data, --image-size, --depth and --width on
@@ -59,6 +60,7 @@ func addNetFlags(fs *flag.FlagSet, modelHelp string) *netFlags {
 	n.data = fs.String("data", datasets.FashionMNIST, "data set: "+strings.Join(datasets.Specs(), ", ")+
 		" (folder: DIR/train/<class>/*, DIR/val/<class>/* as torchvision's ImageFolder)")
 	n.imageSize = fs.Int("image-size", 0, "network input side for folder: data (0 = 224; images resized to round(size·256/224) then centre-cropped)")
+	n.calibAugment = fs.Bool("calib-augment", false, "folder: data only: draw calibration images with the BRECQ authors' training transform (RandomResizedCrop + horizontal flip, seeded) instead of the evaluation transform")
 	n.depth = fs.Int("depth", 20, "ResNet depth (6n+2), --arch resnet20 only")
 	n.width = fs.Int("width", 1, "channel width multiplier of the checkpoint, --arch resnet20 only")
 	return n
@@ -147,7 +149,7 @@ func (n *netFlags) setup(needTrain bool) (compute.Backend, *data, *models.Net, e
 	if _, err := models.New(*n.arch, 1, 1, 1, 1); err != nil {
 		return nil, nil, nil, fmt.Errorf("--arch %s: want one of %s", *n.arch, strings.Join(models.Archs(), ", "))
 	}
-	d, err := datasets.Open(*n.data, datasets.Options{ImageSize: *n.imageSize})
+	d, err := datasets.Open(*n.data, datasets.Options{ImageSize: *n.imageSize, CalibAugment: *n.calibAugment})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--data %s: %w", *n.data, err)
 	}
