@@ -13,15 +13,38 @@ import (
 // activationStage initialises activation ranges point by point (L_p search
 // with everything upstream quantized, weights rounded by w) and, when learn
 // is set, learns the step sizes with LSQ unit by unit.
-func (r *Quantizer) activationStage(w RoundingMode, learn bool) error {
+func (r *Quantizer) activationStage(w RoundingMode, learn, resumable bool) error {
 	o := r.opt
 	net := r.Q.Net
 	on := map[string]bool{}
+	// switchOn marks the points of a finished step as quantized.
+	switchOn := func(points []string) {
+		for _, p := range points {
+			if r.Q.ABits[p] < 32 {
+				on[p] = true
+			}
+		}
+	}
+	// step records a finished step (resumable runs only).
+	step := func(k int) error {
+		if !resumable {
+			return nil
+		}
+		r.progress.ActSteps = k
+		return r.checkpoint()
+	}
 	// The stem output: range from the calibration images.
 	stem := net.Blocks[0].Name
-	if err := r.initActPoints(&Unit{Name: stem, ActPoints: []string{stem}, InLayer: stem, first: 0, last: 0,
-		forward: func(ops models.Ops, x *graph.Node) *graph.Node { return net.ForwardRange(ops, x, 0, 1) }}, nil, on, w, true); err != nil {
-		return err
+	if resumable && r.progress.ActSteps >= 1 {
+		switchOn([]string{stem})
+	} else {
+		if err := r.initActPoints(&Unit{Name: stem, ActPoints: []string{stem}, InLayer: stem, first: 0, last: 0,
+			forward: func(ops models.Ops, x *graph.Node) *graph.Node { return net.ForwardRange(ops, x, 0, 1) }}, nil, on, w, true); err != nil {
+			return err
+		}
+		if err := step(1); err != nil {
+			return err
+		}
 	}
 	units, err := ActUnits(net, o.Granularity)
 	if err != nil {
@@ -32,8 +55,15 @@ func (r *Quantizer) activationStage(w RoundingMode, learn bool) error {
 		return err
 	}
 	fs := &stream{block: 0, x: qs.x}
-	for _, u := range units {
+	for i, u := range units {
+		if resumable && i+2 <= r.progress.ActSteps {
+			switchOn(u.ActPoints)
+			continue
+		}
 		if len(u.ActPoints) == 0 {
+			if err := step(i + 2); err != nil {
+				return err
+			}
 			continue
 		}
 		t0 := time.Now()
@@ -50,14 +80,16 @@ func (r *Quantizer) activationStage(w RoundingMode, learn bool) error {
 		if err := r.initActPoints(u, xin, on, w, false); err != nil {
 			return err
 		}
-		if !learn || o.ActIters == 0 {
-			continue
+		if learn && o.ActIters > 0 {
+			_, yfp, err := r.capture(FPMode(), u, false, fs, nil)
+			if err != nil {
+				return err
+			}
+			if err := r.learnStepSizes(u, xin, yfp, on, w, t0); err != nil {
+				return err
+			}
 		}
-		_, yfp, err := r.capture(FPMode(), u, false, fs, nil)
-		if err != nil {
-			return err
-		}
-		if err := r.learnStepSizes(u, xin, yfp, on, w, t0); err != nil {
+		if err := step(i + 2); err != nil {
 			return err
 		}
 	}

@@ -17,8 +17,14 @@ type Quantizer struct {
 	Q       *QNet
 	opt     Options         // fixed at construction (Options returns a copy)
 	calib   *tensors.Tensor // [N, C, H, W]
+	pcg     *rand.PCG       // the source of rng, whose state a RunState keeps
 	rng     *rand.Rand
 	Report  Report
+	// OnUnit, when set, is called with a copy of the run's state after each
+	// finished unit (and after QDrop's range initialisation); an error stops
+	// the run. Saved, the state lets an interrupted run continue (Resume).
+	OnUnit   func(*RunState) error
+	progress runProgress
 }
 
 // NewQuantizer folds BatchNorm, sets the bit-widths and initialises every
@@ -69,7 +75,8 @@ func NewQuantizer(backend compute.Backend, net *models.Net, params models.Params
 		}
 		q.ABits[p] = bits
 	}
-	return &Quantizer{backend: backend, Q: q, opt: opt, calib: calib, rng: rand.New(rand.NewPCG(opt.Seed, 0xb7ec))}, nil
+	pcg := rand.NewPCG(opt.Seed, 0xb7ec)
+	return &Quantizer{backend: backend, Q: q, opt: opt, calib: calib, pcg: pcg, rng: rand.New(pcg)}, nil
 }
 
 // Options returns the options the Quantizer was built with (a copy).
@@ -82,14 +89,19 @@ func (r *Quantizer) Options() Options {
 // Run quantizes: weight reconstruction unit by unit (AdaRound / BRECQ), then,
 // when activations are quantized, activation ranges and LSQ step sizes unit
 // by unit. With MethodNearest it only initialises the activation ranges.
+// After Resume it skips what the state has finished.
 func (r *Quantizer) Run() error {
 	t0 := time.Now()
 	defer func() { r.Report.Seconds = time.Since(t0).Seconds() }()
 	o := r.opt
-	if o.Method == MethodQDrop {
+	if o.Method == MethodQDrop && !r.progress.QDropInit {
 		// QDrop switches activation quantization on during the weight stage,
 		// so every range is initialised first (weights at nearest rounding).
-		if err := r.activationStage(RoundNearest, false); err != nil {
+		if err := r.activationStage(RoundNearest, false, false); err != nil {
+			return err
+		}
+		r.progress.QDropInit = true
+		if err := r.checkpoint(); err != nil {
 			return err
 		}
 	}
@@ -104,7 +116,13 @@ func (r *Quantizer) Run() error {
 			return err
 		}
 		fs := &stream{block: 0, x: qs.x}
-		for _, u := range units {
+		for i, u := range units {
+			if i < r.progress.WeightUnits {
+				for _, l := range u.Layers {
+					done[l.Name] = true
+				}
+				continue
+			}
 			if err := r.advance(qs, u.first, r.prefixMode(done)); err != nil {
 				return err
 			}
@@ -117,10 +135,14 @@ func (r *Quantizer) Run() error {
 			for _, l := range u.Layers {
 				done[l.Name] = true
 			}
+			r.progress.WeightUnits = i + 1
+			if err := r.checkpoint(); err != nil {
+				return err
+			}
 		}
 	}
 	if o.ABits < 32 && o.Method != MethodQDrop {
-		return r.activationStage(r.EvalMode().DefaultWeights, o.Method != MethodNearest)
+		return r.activationStage(r.EvalMode().DefaultWeights, o.Method != MethodNearest, true)
 	}
 	return nil
 }
