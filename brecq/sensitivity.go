@@ -11,8 +11,8 @@ import (
 
 	"github.com/brecq-go/brecq/brecq/mixed"
 	"github.com/brecq-go/brecq/brecq/models"
-	"github.com/brecq-go/brecq/internal/atomicfile"
 	"github.com/brecq-go/brecq/brecq/optim"
+	"github.com/brecq-go/brecq/internal/atomicfile"
 	"github.com/brecq-go/brecq/internal/progress"
 )
 
