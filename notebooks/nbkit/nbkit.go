@@ -8,6 +8,7 @@ package nbkit
 import (
 	"encoding/gob"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"os"
 	"path/filepath"
@@ -38,6 +39,29 @@ func Pick[T any](ciValue, fullValue T) T {
 
 var keyRE = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 
+// knobKey is a hash of the values given to Knobs ("" before any call).
+var knobKey string
+
+// Knobs records the values of a notebook's knobs (sizes, iterations, seeds, paths); Cached
+// keys every result by them, so a student who edits a knob gets a recomputed result, not one
+// computed with the old value. Call it where the knobs are declared, after them:
+//
+//	var (
+//		trainN   = nbkit.Pick(3000, 12000)
+//		adaIters = nbkit.Pick(400, 4000)
+//		_        = nbkit.Knobs(trainN, adaIters)
+//	)
+//
+// (GoNB re-runs that declaration in every cell's program.) It returns the key, for display.
+func Knobs(values ...any) string {
+	h := fnv.New64a()
+	for _, v := range values {
+		fmt.Fprintf(h, "%T=%#v;", v, v)
+	}
+	knobKey = fmt.Sprintf("%016x", h.Sum64())
+	return knobKey
+}
+
 // CacheDir returns the folder of Cached: $GONB_TMP_DIR/nbkit-cache (the kernel's own
 // temporary module, removed with the kernel), or "" outside GoNB (no caching).
 func CacheDir() string {
@@ -50,14 +74,16 @@ func CacheDir() string {
 // Cached returns fn()'s result, computed once per kernel: GoNB runs each cell as a new
 // program, so a value that later cells need (a trained network, a Hessian) is stored
 // with encoding/gob under key (plus the budget) in CacheDir and read back by later
-// cells. Restart the kernel to recompute. Outside GoNB it just calls fn.
+// cells. The file name holds the budget and the hash of the values given to Knobs, so a
+// changed knob recomputes. Restart the kernel to recompute anyway. Outside GoNB it just
+// calls fn.
 func Cached[T any](key string, fn func() T) T {
 	dir := CacheDir()
 	if dir == "" {
 		return fn()
 	}
 	budget, _ := Budget()
-	path := filepath.Join(dir, keyRE.ReplaceAllString(key+"_"+budget, "_")+".gob")
+	path := filepath.Join(dir, keyRE.ReplaceAllString(key+"_"+budget+"_"+knobKey, "_")+".gob")
 	if f, err := os.Open(path); err == nil {
 		defer f.Close()
 		var v T

@@ -64,9 +64,23 @@ func TestCached(t *testing.T) {
 	if calls != 1 || len(b) != 2 || a[1] != b[1] {
 		t.Fatalf("Cached: %d calls, %v %v", calls, a, b)
 	}
-	t.Setenv("GONB_TMP_DIR", "")
+	// A changed knob must recompute; the old value's result stays cached.
+	Knobs(100, "a")
 	Cached("k/1", fn)
 	if calls != 2 {
+		t.Fatalf("Cached after a knob change: %d calls, want 2", calls)
+	}
+	Knobs(100, "a")
+	Cached("k/1", fn)
+	Knobs(101, "a")
+	Cached("k/1", fn)
+	if calls != 3 {
+		t.Fatalf("Cached with knobs (100,a),(100,a),(101,a): %d calls, want 3", calls)
+	}
+	Knobs()
+	t.Setenv("GONB_TMP_DIR", "")
+	Cached("k/1", fn)
+	if calls != 4 {
 		t.Fatal("Cached without GONB_TMP_DIR must call fn")
 	}
 }
