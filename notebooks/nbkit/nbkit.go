@@ -13,7 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // EnvBudget is the environment variable that selects the notebooks' budget.
@@ -160,4 +162,40 @@ func superscript(e int) string {
 		s += string(digits[c-'0'])
 	}
 	return s
+}
+
+// clockStart is StartClock's time outside GoNB.
+var clockStart time.Time
+
+// StartClock records now as the start of a notebook run, in CacheDir (GoNB runs every cell
+// as a new program, so the time is kept in a file). Call it in the notebook's first Go cell.
+func StartClock() {
+	clockStart = time.Now()
+	dir := CacheDir()
+	if dir == "" {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		panic(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "clock-start"), []byte(strconv.FormatInt(clockStart.UnixNano(), 10)), 0o600); err != nil {
+		panic(err)
+	}
+}
+
+// Elapsed returns the wall time since StartClock (0 if it was not called): the notebook's
+// run time so far, without the kernel start and the module-wiring cell before it.
+func Elapsed() time.Duration {
+	start := clockStart
+	if dir := CacheDir(); dir != "" {
+		if b, err := os.ReadFile(filepath.Join(dir, "clock-start")); err == nil {
+			if ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+				start = time.Unix(0, ns)
+			}
+		}
+	}
+	if start.IsZero() {
+		return 0
+	}
+	return time.Since(start)
 }

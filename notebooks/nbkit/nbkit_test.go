@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/brecq-go/brecq/brecq/engine"
 )
@@ -125,5 +126,15 @@ func TestTrainMLP(t *testing.T) {
 	}
 	if len(z) != d.N*10 || !neg {
 		t.Fatal("Activations of the last layer must be the logits")
+	}
+}
+
+func TestClock(t *testing.T) {
+	t.Setenv("GONB_TMP_DIR", t.TempDir())
+	StartClock()
+	clockStart = time.Time{} // the next "cell" is a new program: only the file remains
+	time.Sleep(20 * time.Millisecond)
+	if e := Elapsed(); e < 20*time.Millisecond || e > 10*time.Second {
+		t.Fatalf("Elapsed = %v after a 20 ms sleep", e)
 	}
 }
