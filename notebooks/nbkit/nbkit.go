@@ -167,8 +167,9 @@ func superscript(e int) string {
 // clockStart is StartClock's time outside GoNB.
 var clockStart time.Time
 
-// StartClock records now as the start of a notebook run, in CacheDir (GoNB runs every cell
-// as a new program, so the time is kept in a file). Call it in the notebook's first Go cell.
+// StartClock records now as the start of a run, in CacheDir (GoNB runs every cell as a new
+// program, so the time is kept in a file). Elapsed uses it where the wiring cell's go.sum is
+// not there (outside a notebook kernel).
 func StartClock() {
 	clockStart = time.Now()
 	dir := CacheDir()
@@ -183,10 +184,16 @@ func StartClock() {
 	}
 }
 
-// Elapsed returns the wall time since StartClock (0 if it was not called): the notebook's
-// run time so far, without the kernel start and the module-wiring cell before it.
+// Elapsed returns the wall time of the notebook run so far: since the first cell copied go.sum
+// into the kernel's module ($GONB_TMP_DIR/go.sum, written by the wiring cell every notebook starts
+// with), else since StartClock; 0 if neither is known. Kernel start-up is not included.
 func Elapsed() time.Duration {
 	start := clockStart
+	if d := os.Getenv("GONB_TMP_DIR"); d != "" {
+		if fi, err := os.Stat(filepath.Join(d, "go.sum")); err == nil {
+			return time.Since(fi.ModTime())
+		}
+	}
 	if dir := CacheDir(); dir != "" {
 		if b, err := os.ReadFile(filepath.Join(dir, "clock-start")); err == nil {
 			if ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {

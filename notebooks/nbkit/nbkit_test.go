@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -132,12 +133,24 @@ func TestTrainMLP(t *testing.T) {
 }
 
 func TestClock(t *testing.T) {
-	t.Setenv("GONB_TMP_DIR", t.TempDir())
+	dir := t.TempDir()
+	t.Setenv("GONB_TMP_DIR", dir)
 	StartClock()
 	clockStart = time.Time{} // the next "cell" is a new program: only the file remains
 	time.Sleep(20 * time.Millisecond)
 	if e := Elapsed(); e < 20*time.Millisecond || e > 10*time.Second {
 		t.Fatalf("Elapsed = %v after a 20 ms sleep", e)
+	}
+	// The wiring cell's go.sum, when present, marks the start.
+	if err := os.WriteFile(filepath.Join(dir, "go.sum"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, "go.sum"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	if e := Elapsed(); e < 59*time.Minute || e > 61*time.Minute {
+		t.Fatalf("Elapsed = %v with go.sum written an hour ago", e)
 	}
 }
 
