@@ -8,11 +8,14 @@ package nbkit
 import (
 	"encoding/gob"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // EnvBudget is the environment variable that selects the notebooks' budget.
@@ -38,6 +41,29 @@ func Pick[T any](ciValue, fullValue T) T {
 
 var keyRE = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 
+// knobKey is a hash of the values given to Knobs ("" before any call).
+var knobKey string
+
+// Knobs records the values of a notebook's knobs (sizes, iterations, seeds, paths); Cached
+// keys every result by them, so a student who edits a knob gets a recomputed result, not one
+// computed with the old value. Call it where the knobs are declared, after them:
+//
+//	var (
+//		trainN   = nbkit.Pick(3000, 12000)
+//		adaIters = nbkit.Pick(400, 4000)
+//		_        = nbkit.Knobs(trainN, adaIters)
+//	)
+//
+// (GoNB re-runs that declaration in every cell's program.) It returns the key, for display.
+func Knobs(values ...any) string {
+	h := fnv.New64a()
+	for _, v := range values {
+		fmt.Fprintf(h, "%T=%#v;", v, v)
+	}
+	knobKey = fmt.Sprintf("%016x", h.Sum64())
+	return knobKey
+}
+
 // CacheDir returns the folder of Cached: $GONB_TMP_DIR/nbkit-cache (the kernel's own
 // temporary module, removed with the kernel), or "" outside GoNB (no caching).
 func CacheDir() string {
@@ -50,14 +76,16 @@ func CacheDir() string {
 // Cached returns fn()'s result, computed once per kernel: GoNB runs each cell as a new
 // program, so a value that later cells need (a trained network, a Hessian) is stored
 // with encoding/gob under key (plus the budget) in CacheDir and read back by later
-// cells. Restart the kernel to recompute. Outside GoNB it just calls fn.
+// cells. The file name holds the budget and the hash of the values given to Knobs, so a
+// changed knob recomputes. Restart the kernel to recompute anyway. Outside GoNB it just
+// calls fn.
 func Cached[T any](key string, fn func() T) T {
 	dir := CacheDir()
 	if dir == "" {
 		return fn()
 	}
 	budget, _ := Budget()
-	path := filepath.Join(dir, keyRE.ReplaceAllString(key+"_"+budget, "_")+".gob")
+	path := filepath.Join(dir, keyRE.ReplaceAllString(key+"_"+budget+"_"+knobKey, "_")+".gob")
 	if f, err := os.Open(path); err == nil {
 		defer f.Close()
 		var v T
@@ -134,4 +162,47 @@ func superscript(e int) string {
 		s += string(digits[c-'0'])
 	}
 	return s
+}
+
+// clockStart is StartClock's time outside GoNB.
+var clockStart time.Time
+
+// StartClock records now as the start of a run, in CacheDir (GoNB runs every cell as a new
+// program, so the time is kept in a file). Elapsed uses it where the wiring cell's go.sum is
+// not there (outside a notebook kernel).
+func StartClock() {
+	clockStart = time.Now()
+	dir := CacheDir()
+	if dir == "" {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		panic(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "clock-start"), []byte(strconv.FormatInt(clockStart.UnixNano(), 10)), 0o600); err != nil {
+		panic(err)
+	}
+}
+
+// Elapsed returns the wall time of the notebook run so far: since the first cell copied go.sum
+// into the kernel's module ($GONB_TMP_DIR/go.sum, written by the wiring cell every notebook starts
+// with), else since StartClock; 0 if neither is known. Kernel start-up is not included.
+func Elapsed() time.Duration {
+	start := clockStart
+	if d := os.Getenv("GONB_TMP_DIR"); d != "" {
+		if fi, err := os.Stat(filepath.Join(d, "go.sum")); err == nil {
+			return time.Since(fi.ModTime())
+		}
+	}
+	if dir := CacheDir(); dir != "" {
+		if b, err := os.ReadFile(filepath.Join(dir, "clock-start")); err == nil {
+			if ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+				start = time.Unix(0, ns)
+			}
+		}
+	}
+	if start.IsZero() {
+		return 0
+	}
+	return time.Since(start)
 }

@@ -273,11 +273,15 @@ func (p Plot) SVG() string {
 		fmt.Fprintf(&b, `<text transform="translate(12,%.1f) rotate(-90)" text-anchor="middle">%s</text>`, top+ph/2, html.EscapeString(p.YLabel))
 	}
 	fmt.Fprintf(&b, `<g clip-path="url(#%s)">`, clip)
+	colors := p.seriesColors()
+	// Frame in pixels: everything drawn is clipped to it geometrically as well (renderers that
+	// drop clip-path, such as some notebook viewers, would otherwise let curves leave the frame).
+	fx0, fx1, fy0, fy1 := left, left+pw, top, top+ph
+	inFrame := func(x, y float64) bool { return x >= fx0-0.01 && x <= fx1+0.01 && y >= fy0-0.01 && y <= fy1+0.01 }
+	clampY := func(y float64) float64 { return min(max(y, fy0), fy1) }
+	clampX := func(x float64) float64 { return min(max(x, fx0), fx1) }
 	for i, s := range p.Series {
-		col := s.Color
-		if col == "" {
-			col = Palette[i%len(Palette)]
-		}
+		col := colors[i]
 		sw := s.StrokeWidth
 		if sw == 0 {
 			sw = 1.5
@@ -289,7 +293,7 @@ func (p Plot) SVG() string {
 		switch {
 		case s.Points:
 			for k := range s.Y {
-				if k < len(s.X) && ax.valid(s.X[k]) && ay.valid(s.Y[k]) {
+				if k < len(s.X) && ax.valid(s.X[k]) && ay.valid(s.Y[k]) && inFrame(ax.tr(s.X[k]), ay.tr(s.Y[k])) {
 					fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="2.2" fill="%s"/>`, ax.tr(s.X[k]), ay.tr(s.Y[k]), col)
 				}
 			}
@@ -299,15 +303,16 @@ func (p Plot) SVG() string {
 			if p.LogY {
 				base = top + ph
 			}
-			pts = append(pts, fmtPt(ax.tr(s.X[0]), base))
+			base = clampY(base)
+			pts = append(pts, fmtPt(clampX(ax.tr(s.X[0])), base))
 			for k, v := range s.Y {
 				y := base
 				if ay.valid(v) {
-					y = ay.tr(v)
+					y = clampY(ay.tr(v))
 				}
-				pts = append(pts, fmtPt(ax.tr(s.X[k]), y), fmtPt(ax.tr(s.X[k+1]), y))
+				pts = append(pts, fmtPt(clampX(ax.tr(s.X[k])), y), fmtPt(clampX(ax.tr(s.X[k+1])), y))
 			}
-			pts = append(pts, fmtPt(ax.tr(s.X[len(s.X)-1]), base))
+			pts = append(pts, fmtPt(clampX(ax.tr(s.X[len(s.X)-1])), base))
 			fill := "none"
 			if s.Fill {
 				fill = col + `" fill-opacity="0.25`
@@ -321,12 +326,37 @@ func (p Plot) SVG() string {
 				}
 				seg = seg[:0]
 			}
+			// Consecutive valid points, each segment clipped to the frame (Liang–Barsky).
+			havePrev := false
+			var px, py float64
 			for k := range s.Y {
-				if k < len(s.X) && ax.valid(s.X[k]) && ay.valid(s.Y[k]) {
-					seg = append(seg, fmtPt(ax.tr(s.X[k]), ay.tr(s.Y[k])))
-				} else {
+				if !(k < len(s.X) && ax.valid(s.X[k]) && ay.valid(s.Y[k])) {
 					flush()
+					havePrev = false
+					continue
 				}
+				x, y := ax.tr(s.X[k]), ay.tr(s.Y[k])
+				if !havePrev {
+					px, py, havePrev = x, y, true
+					if inFrame(x, y) {
+						seg = append(seg, fmtPt(x, y))
+					}
+					continue
+				}
+				x0, y0, x1, y1, ok := clipSegment(px, py, x, y, fx0, fx1, fy0, fy1)
+				if !ok {
+					flush()
+				} else {
+					if len(seg) == 0 || x0 != px || y0 != py {
+						flush()
+						seg = append(seg, fmtPt(x0, y0))
+					}
+					seg = append(seg, fmtPt(x1, y1))
+					if x1 != x || y1 != y {
+						flush()
+					}
+				}
+				px, py = x, y
 			}
 			flush()
 		}
@@ -341,6 +371,9 @@ func (p Plot) SVG() string {
 			dash = ` stroke-dasharray="4,3"`
 		}
 		x := ax.tr(m.X)
+		if !ax.valid(m.X) || x < fx0-0.01 || x > fx1+0.01 {
+			continue
+		}
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s"%s/>`, x, top, x, top+ph, col, dash)
 		if m.Label != "" {
 			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="10" fill="%s">%s</text>`, x+2, top+10+11*float64(i%3), col, html.EscapeString(m.Label))
@@ -348,31 +381,70 @@ func (p Plot) SVG() string {
 	}
 	b.WriteString(`</g>`)
 	if p.Legend {
-		n, chars := 0, 0
-		for _, s := range p.Series {
-			if s.Name != "" {
-				n++
-				chars = max(chars, len([]rune(s.Name)))
-			}
+		// One entry per name (a name drawn as line and dots is one entry, drawn as both), in the
+		// corner of the frame that covers the fewest data points.
+		type entry struct {
+			name, col        string
+			line, dash, dots bool
 		}
-		lw := 26 + 6.2*float64(chars)
-		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%d" fill="white" fill-opacity="0.8"/>`, left+pw-lw, top+1, lw-1, 13*n+3)
-		y := top + 12
+		var entries []*entry
+		byName := map[string]*entry{}
+		chars := 0
 		for i, s := range p.Series {
 			if s.Name == "" {
 				continue
 			}
-			col := s.Color
-			if col == "" {
-				col = Palette[i%len(Palette)]
+			e := byName[s.Name]
+			if e == nil {
+				e = &entry{name: s.Name, col: colors[i]}
+				byName[s.Name] = e
+				entries = append(entries, e)
+				chars = max(chars, len([]rune(s.Name)))
 			}
-			dash := ""
-			if s.Dashed {
-				dash = ` stroke-dasharray="5,3"`
+			if s.Points {
+				e.dots = true
+			} else {
+				e.line = true
+				e.dash = e.dash || s.Dashed
 			}
-			x := left + pw - lw + 4
-			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2"%s/><text x="%.1f" y="%.1f">%s</text>`,
-				x, y-4, x+16, y-4, col, dash, x+20, y, html.EscapeString(s.Name))
+		}
+		lw, lh := 26+6.2*float64(chars), float64(13*len(entries)+3)
+		var pix [][2]float64
+		for _, s := range p.Series {
+			for k := range s.Y {
+				if k < len(s.X) && ax.valid(s.X[k]) && ay.valid(s.Y[k]) {
+					pix = append(pix, [2]float64{ax.tr(s.X[k]), ay.tr(s.Y[k])})
+				}
+			}
+		}
+		corners := [][2]float64{{fx1 - lw, fy0 + 1}, {fx0 + 1, fy0 + 1}, {fx1 - lw, fy1 - lh - 1}, {fx0 + 1, fy1 - lh - 1}}
+		lx, ly, best := corners[0][0], corners[0][1], -1
+		for _, c := range corners {
+			n := 0
+			for _, q := range pix {
+				if q[0] >= c[0]-3 && q[0] <= c[0]+lw+3 && q[1] >= c[1]-3 && q[1] <= c[1]+lh+3 {
+					n++
+				}
+			}
+			if best < 0 || n < best {
+				lx, ly, best = c[0], c[1], n
+			}
+		}
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.0f" fill="white" fill-opacity="0.8"/>`, lx, ly, lw-1, lh)
+		y := ly + 11
+		for _, e := range entries {
+			x := lx + 3
+			if e.line {
+				dash := ""
+				if e.dash {
+					dash = ` stroke-dasharray="5,3"`
+				}
+				fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2"%s/>`, x, y-4, x+16, y-4, e.col, dash)
+			}
+			if e.dots {
+				fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="2.5" fill="%s"/>`, x+8, y-4, e.col)
+			}
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">%s</text>`, x+20, y, html.EscapeString(e.name))
 			y += 13
 		}
 	}
@@ -387,7 +459,7 @@ type Heatmap struct {
 	Lo, Hi     float64     // colour range; Lo == Hi: the data range
 	RowLabels  []string    // optional, shown when not too many
 	ColLabels  []string
-	Separators []int  // draw a line before these row/column indices
+	Separators []int  // draw a line before these row indices (and column indices, when the matrix is square)
 	Caption    string // colour-bar label
 	Cell       int    // cell size in pixels (default 10)
 }
@@ -451,11 +523,17 @@ func (hm Heatmap) SVG() string {
 			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`, left+cell*float64(j), top+cell*float64(i), cell, cell, col)
 		}
 	}
+	// Separators split rows; on a square matrix (rows and columns indexing the same things) they
+	// split the columns too. Only lines strictly inside the grid are drawn.
 	for _, s := range hm.Separators {
-		x := left + cell*float64(s)
-		y := top + cell*float64(s)
-		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#d62728" stroke-width="1.5"/>`, x, top, x, top+cell*float64(rows))
-		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#d62728" stroke-width="1.5"/>`, left, y, left+cell*float64(cols), y)
+		if s > 0 && s < cols && rows == cols {
+			x := left + cell*float64(s)
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#d62728" stroke-width="1.5"/>`, x, top, x, top+cell*float64(rows))
+		}
+		if s > 0 && s < rows {
+			y := top + cell*float64(s)
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#d62728" stroke-width="1.5"/>`, left, y, left+cell*float64(cols), y)
+		}
 	}
 	label := func(labels []string, n int, f func(k int, s string)) {
 		if len(labels) != n {
@@ -500,4 +578,55 @@ func Row(items ...string) string {
 	}
 	b.WriteString(`</div>`)
 	return b.String()
+}
+
+// seriesColors returns each series' colour: its own, else the Palette colour of the first series
+// with the same name (so a name drawn as line and dots has one colour), else by position.
+func (p Plot) seriesColors() []string {
+	cols := make([]string, len(p.Series))
+	first := map[string]int{}
+	for i, s := range p.Series {
+		switch {
+		case s.Color != "":
+			cols[i] = s.Color
+		case s.Name != "":
+			if j, ok := first[s.Name]; ok {
+				cols[i] = cols[j]
+			} else {
+				cols[i] = Palette[i%len(Palette)]
+			}
+		default:
+			cols[i] = Palette[i%len(Palette)]
+		}
+		if _, ok := first[s.Name]; !ok && s.Name != "" {
+			first[s.Name] = i
+		}
+	}
+	return cols
+}
+
+// clipSegment clips the segment (x0,y0)–(x1,y1) to the rectangle [xa, xb] × [ya, yb]
+// (Liang–Barsky) and reports whether any of it is left.
+func clipSegment(x0, y0, x1, y1, xa, xb, ya, yb float64) (cx0, cy0, cx1, cy1 float64, ok bool) {
+	t0, t1 := 0.0, 1.0
+	dx, dy := x1-x0, y1-y0
+	for _, pq := range [4][2]float64{{-dx, x0 - xa}, {dx, xb - x0}, {-dy, y0 - ya}, {dy, yb - y0}} {
+		p, q := pq[0], pq[1]
+		if p == 0 {
+			if q < 0 {
+				return 0, 0, 0, 0, false
+			}
+			continue
+		}
+		r := q / p
+		if p < 0 {
+			t0 = max(t0, r)
+		} else {
+			t1 = min(t1, r)
+		}
+		if t0 > t1 {
+			return 0, 0, 0, 0, false
+		}
+	}
+	return x0 + t0*dx, y0 + t0*dy, x0 + t1*dx, y0 + t1*dy, true
 }
