@@ -8,14 +8,14 @@ import (
 	"github.com/gomlx/gomlx/support/exceptions"
 )
 
-// AdaRound stretch parameters of the rectified sigmoid (AdaRound, Nagel et al., 2020, eq. 23).
+// AdaRound stretch parameters of the rectified sigmoid (AdaRound, Nagel et al., 2020, §3; docs/algorithm.md §5).
 const (
 	AdaRoundZeta  = 1.1
 	AdaRoundGamma = -0.1
 )
 
 // RectifiedSigmoid returns h(V) = clip(σ(V)·(ζ − γ) + γ, 0, 1) with ζ = 1.1, γ = −0.1
-// (AdaRound, Nagel et al., 2020, eq. 23). Its gradient is σ'(V)·(ζ − γ) where 0 < h < 1 and 0 where clipped.
+// (AdaRound, Nagel et al., 2020, §3; docs/algorithm.md §5). Its gradient is σ'(V)·(ζ − γ) where 0 < h < 1 and 0 where clipped.
 func RectifiedSigmoid(v *graph.Node) *graph.Node {
 	h := graph.AddScalar(graph.MulScalar(graph.Sigmoid(v), AdaRoundZeta-AdaRoundGamma), AdaRoundGamma)
 	return graph.ClipScalar(h, 0, 1)
@@ -71,7 +71,7 @@ func (m RoundingMode) String() string {
 	return fmt.Sprintf("RoundingMode(%d)", int(m))
 }
 
-// AdaRoundWeight returns the quantized weight of AdaRound (AdaRound eq. 22 with the asymmetric grid of
+// AdaRoundWeight returns the quantized weight of AdaRound (AdaRound §3, docs/algorithm.md §5, with the asymmetric grid of
 // the authors' code; AdaRound, Nagel et al., 2020):
 //
 //	Ŵ = s·(clip(⌊W/s⌋ + h(V) + z, 0, 2^b − 1) − z)
@@ -117,7 +117,7 @@ func hardRounding(v *graph.Node) *graph.Node {
 	return graph.StopGradient(graph.ConvertDType(ge, v.DType()))
 }
 
-// RoundingRegularizer returns the AdaRound rounding regulariser (AdaRound, Nagel et al., 2020, eq. 24)
+// RoundingRegularizer returns the AdaRound rounding regulariser (AdaRound, Nagel et al., 2020, §3; docs/algorithm.md §5)
 //
 //	f_reg(V) = Σ_i (1 − |2h(V_i) − 1|^β),  h = RectifiedSigmoid,
 //

@@ -50,7 +50,7 @@ func QMax(bits int) int { return (1 << bits) - 1 }
 // x̂ = s·clip(⌊x/s⌉, −z, 2^b − 1 − z), which is bit-identical in value and saves two full-size ops.
 //
 // Gradients, as autograd gives them for the formula above (this is the LSQ gradient of Esser et al.,
-// ICLR 2020, eq. 3, extended to an asymmetric grid; the authors' BRECQ code obtains it the same way):
+// ICLR 2020, §2 — docs/algorithm.md §6 —, extended to an asymmetric grid; the authors' BRECQ code obtains it the same way):
 //
 //	∂x̂/∂x = 1 if 0 ≤ ⌊x/s⌉ + z ≤ 2^b − 1 (clip bounds inclusive, like torch.clamp), else 0
 //	∂x̂/∂s = ⌊x/s⌉ − x/s   inside the grid

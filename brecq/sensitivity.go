@@ -85,7 +85,7 @@ func DefaultSensitivityOptions() SensitivityOptions {
 
 // MeasureSensitivity measures, for every residual block b and every
 // combination c of candidate bit-widths of the layers inside it, the
-// block's Fisher-weighted output error (BRECQ §3.4, eq. 10)
+// block's Fisher-weighted output error (BRECQ §3.4; docs/algorithm.md §8)
 //
 //	S_b(c) = ½ · mean_x Σ_i g_i(x)² · (ŷ_i(x; c) − y_i(x))²,
 //

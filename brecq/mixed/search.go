@@ -4,7 +4,7 @@
 // The problem: choose a weight bit-width b_l ∈ Candidates for every layer l so as to minimise the
 // total measured block sensitivity Σ_B Sens_B[combo_B(b)] subject to a model-size budget
 // Σ_l Params_l·b_l ≤ MaxBits and, optionally, a BitOPs budget Σ_l MACs_l·b_l·ABits ≤ MaxBitOPs.
-// Block sensitivities are assumed additive across blocks (paper eq. 12), so scoring an assignment
+// Block sensitivities are assumed additive across blocks (BRECQ §3.4; docs/algorithm.md §8), so scoring an assignment
 // is one table look-up per block. SearchGA is the paper's genetic algorithm; SearchExhaustive
 // enumerates every assignment and is meant for checking the GA on small problems.
 // The block sensitivities themselves are measured by brecq.Quantizer.MeasureSensitivity.
