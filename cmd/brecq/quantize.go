@@ -26,6 +26,7 @@ type QuantRecord = runrecord.Quant
 type quantFlags struct {
 	*netFlags
 	method, gran, loss, out, jsonOut, cacheDir               *string
+	state, resume                                            *string
 	wbits, abits, iters, actIters, calib                     *int
 	batch, firstLast, clsIn, stemOut                         *int
 	seed                                                     *uint64
@@ -61,6 +62,8 @@ func addQuantFlags(fs *flag.FlagSet) *quantFlags {
 		compare:      fs.Bool("compare", false, "also evaluate the FP and nearest-rounding networks and print all three"),
 		out:          fs.String("out", "", "write the quantized network (safetensors: dequantized weights, integer codes, scales)"),
 		jsonOut:      fs.String("json", "", "write the run record (JSON) here"),
+		state:        fs.String("state", "", "save the run's state after every finished unit in this folder (default: --out or --json with .state for extension; removed when the run completes)"),
+		resume:       fs.String("resume", "", "continue the interrupted run whose state is in this folder (same flags, checkpoint and data; its state folder is kept up to date)"),
 		quiet:        fs.Bool("quiet", false, "no progress bars"),
 	}
 }
@@ -233,6 +236,11 @@ Examples:
 func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRecord, label string, outs *atomicfile.Batch, extraOut string) error {
 	opt := q.Options()
 	ds := e.ds
+	stateDir, stopSignals, err := f.prepareState(e, q, strings.Fields(rec.Command))
+	if err != nil {
+		return err
+	}
+	defer stopSignals()
 	t0 := time.Now()
 	if err := q.Run(); err != nil {
 		return err
@@ -248,7 +256,6 @@ func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRec
 		defer stop()
 		return fptrain.Accuracy(ds.testN(), 500, bf, logits)
 	}
-	var err error
 	{
 		logits, done := q.Evaluator(q.EvalMode())
 		bf, stop := ds.testBatchFn(500)
@@ -346,6 +353,12 @@ func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRec
 	for _, p := range []string{extraOut, *f.out, *f.jsonOut} {
 		if p != "" {
 			fmt.Printf("wrote %s\n", p)
+		}
+	}
+	if stateDir != "" {
+		// The outputs are in place: the state is no longer needed.
+		if err := os.RemoveAll(stateDir); err != nil {
+			fmt.Fprintf(os.Stderr, "warning: could not remove the state folder: %v\n", err)
 		}
 	}
 	return nil
