@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 
 	"github.com/brecq-go/brecq/brecq"
+	"github.com/brecq-go/brecq/brecq/intref"
 	"github.com/brecq-go/brecq/brecq/models"
 	"github.com/brecq-go/brecq/brecq/onnx"
 	"github.com/brecq-go/brecq/datasets"
@@ -348,6 +350,83 @@ func TestORTMatchesToolQDQ(t *testing.T) {
 				}
 			} else if math.Abs(gt-want) > 1+1e-9 || float64(flips) > 0.05*float64(e.n) {
 				t.Errorf("%s (%s): ORT top-1 %.2f, tool %.2f, %d argmax flips (want within 1 pt, ≤ 5 %% flips)", name, label, gt, want, flips)
+			}
+		}
+	}
+}
+
+// The integer reference (brecq/intref) runs the exported codes and scales
+// with integer convolutions only; its top-1 is within 0.2 pt of the tool's
+// fake-quant evaluation. It differs from the tool by its integer bias
+// (round(b/(s_in·s_w))), its fixed-point requantization and its 8-bit input
+// (pixel codes, zero point ⌊255·mean⌉ instead of 255·mean), each of which
+// can flip activation codes at grid boundaries; the logged agreement shows
+// by how much.
+func TestIntRefMatchesTool(t *testing.T) {
+	e := getEnv(t)
+	for _, name := range []string{"w4a4", "w2a4"} {
+		c := getCase(t, name)
+		in := intref.FromNormalization(e.ds.Norm.Mean, e.ds.Norm.Std)
+		ir, err := intref.Load(c.path, e.net, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		got, err := ir.Forward(e.x, e.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secs := time.Since(t0).Seconds()
+		rel, flips := agreement(c.tool, got, 10)
+		want, gt := top1(c.tool, e.y, 10), top1(got, e.y, 10)
+		t.Logf("%s, %d images: top-1 tool %.2f, integer reference %.2f; argmax flips %d; relative logit difference median %.3g, p99 %.3g; %.0f images/s",
+			name, e.n, want, gt, flips, quantile(rel, 0.5), quantile(rel, 0.99), float64(e.n)/secs)
+		if math.Abs(gt-want) > 0.2+1e-9 {
+			t.Errorf("%s: integer reference top-1 %.2f, tool %.2f: differ by more than 0.2 pt", name, gt, want)
+		}
+	}
+	// A network with unquantized activations cannot run in integers.
+	c := getCase(t, "fp")
+	if _, err := intref.Load(c.path, e.net, intref.FromNormalization(0.5, 0.5)); err == nil || !strings.Contains(err.Error(), "conv1") {
+		t.Errorf("FP export in the integer reference: %v", err)
+	}
+}
+
+// A network saved by `brecq quantize --out` (brecq.QNet.Export, safetensors)
+// exports to the same ONNX graph as the in-memory network.
+func TestFromSafetensorsMatchesQNet(t *testing.T) {
+	e := getEnv(t)
+	for _, name := range []string{"w4a4", "w2a4"} {
+		c := getCase(t, name)
+		st := filepath.Join(t.TempDir(), name+".safetensors")
+		if err := c.q.Q.Export(st, c.mode, nil); err != nil {
+			t.Fatal(err)
+		}
+		spec, err := onnx.FromSafetensors(e.net, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := onnx.Build(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := onnx.Build(c.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(a.Initializers) != len(b.Initializers) || len(a.Nodes) != len(b.Nodes) {
+			t.Fatalf("%s: %d initializers / %d nodes from safetensors, %d / %d in memory", name, len(a.Initializers), len(a.Nodes), len(b.Initializers), len(b.Nodes))
+		}
+		for i, x := range b.Initializers {
+			y := a.Initializers[i]
+			if y.Name != x.Name || string(y.Raw) != string(x.Raw) {
+				diff := 0
+				for j := range x.Raw {
+					if j < len(y.Raw) && x.Raw[j] != y.Raw[j] {
+						diff++
+					}
+				}
+				t.Errorf("%s: initializer %s differs (%d of %d bytes)", name, x.Name, diff, len(x.Raw))
 			}
 		}
 	}

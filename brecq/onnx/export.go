@@ -33,6 +33,7 @@ import (
 
 	"github.com/brecq-go/brecq/brecq"
 	"github.com/brecq-go/brecq/brecq/models"
+	"github.com/brecq-go/brecq/brecq/safetensors"
 	"github.com/brecq-go/brecq/internal/runrec"
 )
 
@@ -484,4 +485,82 @@ func (s *Spec) Size() Sizes {
 	}
 	z.Packed += 5 * len(s.Acts)
 	return z
+}
+
+// FromSafetensors reads a quantized network written by brecq.QNet.Export
+// (`brecq quantize --out`): per layer "<layer>.weight_int" (U8 codes q),
+// "<layer>.weight_scale", "<layer>.weight_zero_point", "<layer>.bias" and the
+// metadata "<layer>.wbits"; per quantized activation point
+// "<point>.act_scale", "<point>.act_zero_point" and "<point>.abits". The
+// error names the missing or malformed tensor.
+func FromSafetensors(net *models.Net, path string) (*Spec, error) {
+	ts, meta, err := safetensors.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s := &Spec{Net: net, Layers: map[string]*LayerWeights{}, Acts: map[string]ActQuant{}, Metadata: map[string]string{}}
+	floats := func(name string, n int) ([]float32, error) {
+		t, ok := ts[name]
+		if !ok {
+			return nil, fmt.Errorf("onnx: %s: no tensor %q (not written by brecq quantize --out?)", path, name)
+		}
+		v, err := t.Float32s()
+		if err != nil {
+			return nil, fmt.Errorf("onnx: %s: %w", path, err)
+		}
+		if n >= 0 && len(v) != n {
+			return nil, fmt.Errorf("onnx: %s: tensor %q has %d values, want %d", path, name, len(v), n)
+		}
+		return v, nil
+	}
+	shapes := net.ParamShapes()
+	for _, l := range net.Layers() {
+		bits, err := strconv.Atoi(meta[l.Name+".wbits"])
+		if err != nil {
+			return nil, fmt.Errorf("onnx: %s: metadata %q missing or not an integer", path, l.Name+".wbits")
+		}
+		codes, ok := ts[l.Name+".weight_int"]
+		shape := shapes[l.Name+".weight"]
+		if !ok || codes.DType != safetensors.U8 || fmt.Sprint(codes.Shape) != fmt.Sprint(shape) {
+			return nil, fmt.Errorf("onnx: %s: tensor %q missing or not U8 %v", path, l.Name+".weight_int", shape)
+		}
+		lw := &LayerWeights{Shape: shape, Bits: bits, Codes: append([]uint8(nil), codes.Raw...)}
+		if lw.Bias, err = floats(l.Name+".bias", l.Out); err != nil {
+			return nil, err
+		}
+		if lw.Scale, err = floats(l.Name+".weight_scale", l.Out); err != nil {
+			return nil, err
+		}
+		if lw.ZeroPoint, err = floats(l.Name+".weight_zero_point", l.Out); err != nil {
+			return nil, err
+		}
+		s.Layers[l.Name] = lw
+	}
+	for _, p := range brecq.ActPoints(net) {
+		if _, ok := ts[p+".act_scale"]; !ok {
+			continue
+		}
+		bits, err := strconv.Atoi(meta[p+".abits"])
+		if err != nil {
+			return nil, fmt.Errorf("onnx: %s: metadata %q missing or not an integer", path, p+".abits")
+		}
+		if bits >= 32 {
+			continue
+		}
+		sc, err := floats(p+".act_scale", 1)
+		if err != nil {
+			return nil, err
+		}
+		zp, err := floats(p+".act_zero_point", 1)
+		if err != nil {
+			return nil, err
+		}
+		s.Acts[p] = ActQuant{Bits: bits, Scale: sc[0], ZeroPoint: zp[0]}
+	}
+	for _, k := range []string{"method", "model", "wbits", "abits", "top1"} {
+		if v, ok := meta[k]; ok {
+			s.Metadata[k] = v
+		}
+	}
+	return s, nil
 }
