@@ -111,7 +111,8 @@ func (d DType) size() int {
 	return 0
 }
 
-// Tensor is an initializer: raw little-endian data of Dims.
+// Tensor is an initializer: raw little-endian data of Dims (row-major; no
+// dims is a scalar).
 type Tensor struct {
 	Name  string
 	DType DType

@@ -201,7 +201,6 @@ func decodeNode(b []byte) (*Node, error) {
 					a.Ints = append(a.Ints, v...)
 				}
 			}
-			a.isSet = true
 			n.Attrs = append(n.Attrs, a)
 		}
 	}

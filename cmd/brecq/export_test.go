@@ -1,11 +1,19 @@
 package main
 
 import (
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/gomlx/gomlx/core/tensors"
+
+	"github.com/brecq-go/brecq/brecq"
+	"github.com/brecq-go/brecq/brecq/engine"
+	"github.com/brecq-go/brecq/brecq/fptrain"
+	"github.com/brecq-go/brecq/brecq/models"
 	"github.com/brecq-go/brecq/brecq/onnx"
+	"github.com/brecq-go/brecq/datasets"
 )
 
 // brecq export writes the FP checkpoint and a `quantize --out` network as
@@ -45,5 +53,43 @@ func TestExportONNX(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "x.onnx")); err == nil {
 		t.Error("a failed export left x.onnx")
+	}
+}
+
+// writeONNX (the hook for `quantize --onnx FILE`) exports a finished
+// quantizer as it evaluates: weights rounded, activations quantized.
+func TestWriteONNXHook(t *testing.T) {
+	backend, err := engine.Backend()
+	if err != nil {
+		t.Fatal(err)
+	}
+	net, err := models.CIFARResNet(8, 1, 1, imgSize, imgSize, datasets.NumClasses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	x := make([]float32, 8*imgSize*imgSize)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	opt := brecq.DefaultOptions(2, 4)
+	opt.Method = brecq.MethodNearest
+	q, err := brecq.NewQuantizer(backend, net, fptrain.Init(net, 1), tensors.FromFlatDataAndDimensions(x, 8, 1, imgSize, imgSize), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Run(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "q.onnx")
+	if err := writeONNX(path, q, map[string]string{"top1": "1.00"}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnx.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Metadata["top1"] != "1.00" || m.Metadata["brecq.wbits.layer1.0.conv1"] != "2" || m.Metadata["brecq.abits.layer1.0.conv1"] != "4" || m.Metadata["brecq.abits.conv1"] != "8" {
+		t.Errorf("metadata %v", m.Metadata)
 	}
 }
