@@ -431,3 +431,18 @@ func TestFromSafetensorsMatchesQNet(t *testing.T) {
 		}
 	}
 }
+
+// ORT's own failures come back as errors naming the model, with ORT's message.
+func TestORTRunErrors(t *testing.T) {
+	o := getORT(t)
+	bad := filepath.Join(t.TempDir(), "bad.onnx")
+	if err := os.WriteFile(bad, []byte("not a model"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := o.Run(bad, make([]float32, 4), []int{1, 4}, onnx.RunOptions{}); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Errorf("garbage model: %v", err)
+	}
+	if _, _, _, err := o.Run(bad, make([]float32, 3), []int{1, 4}, onnx.RunOptions{}); err == nil || !strings.Contains(err.Error(), "3 inputs") {
+		t.Errorf("wrong input length: %v", err)
+	}
+}
