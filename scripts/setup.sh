@@ -16,6 +16,8 @@
 #   4. registers the GoNB Jupyter kernel and pins GOEXPERIMENT=simd and a PATH
 #      with the Go toolchain, goimports and gopls in its kernel.json "env".
 #   5. --check: runs scripts/testdata_notebooks/ok.ipynb through the runner.
+#   6. npm ci in scripts/ort: onnxruntime-node for the ONNX export tests
+#      (skipped with a warning when node/npm are missing).
 # Flags: --no-apt skip installing Debian packages (they are still verified);
 #        --quiet  print only failures and the closing summary;
 #        --check  end with a smoke run of one tiny notebook.
@@ -194,6 +196,32 @@ if (( CHECK )); then
     "$PY" "$REPO/scripts/run_notebooks.py" "$REPO/scripts/testdata_notebooks/ok.ipynb"
 fi
 
+# --- 6. ONNX Runtime (npm) for the ONNX export tests ---------------------------
+# onnxruntime-node, pinned by scripts/ort/package-lock.json, ships the Linux
+# x64 CPU library inside the npm package; --ignore-scripts skips its
+# postinstall, which only fetches CUDA binaries from nuget.org. Without node /
+# npm the ONNX Runtime tests skip (with a message saying how to install).
+ORT_DIR="$REPO/scripts/ort"
+ORT_STATUS="not installed (no node/npm: apt-get install nodejs npm; the ONNX Runtime tests skip)"
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  ort_want="$(node -p "require('$ORT_DIR/package-lock.json').packages['node_modules/onnxruntime-node'].version")"
+  ort_have="$(node -p "require('$ORT_DIR/node_modules/onnxruntime-node/package.json').version" 2>/dev/null || true)"
+  if [[ "$ort_have" != "$ort_want" ]]; then
+    step "npm ci in scripts/ort (onnxruntime-node $ort_want)" \
+      "check the npm registry is reachable (npm config get registry); then: cd scripts/ort && npm ci --ignore-scripts" \
+      npm ci --prefix "$ORT_DIR" --ignore-scripts --no-audit --no-fund
+  else
+    say "==> onnxruntime-node $ort_want already installed in scripts/ort"
+  fi
+  node -e "require('$ORT_DIR/node_modules/onnxruntime-node')" 2>"$LOG" || {
+    cat "$LOG" >&2
+    die "onnxruntime-node does not load" "rm -rf $ORT_DIR/node_modules and rerun setup.sh"
+  }
+  ORT_STATUS="onnxruntime-node $ort_want ($ORT_DIR, node $(node --version))"
+else
+  echo "setup.sh: warning: node/npm not found; ONNX Runtime not installed (its tests will skip)" >&2
+fi
+
 # --- summary -------------------------------------------------------------------
 cat <<EOF
 setup.sh: OK
@@ -204,6 +232,7 @@ setup.sh: OK
   jupyter   notebook $("$PY" -c 'import notebook; print(notebook.__version__)'), nbclient $("$PY" -c 'import nbclient; print(nbclient.__version__)')  ($JUPYTER, $PY)
   kernel    $KERNEL_JSON (env: GOEXPERIMENT=simd, PATH=$KERNEL_PATH)
   data      /usr/share/datasets/fashion-mnist
+  ort       $ORT_STATUS
 Open the notebooks:  $JUPYTER notebook notebooks/
 Run them headless:   $PY scripts/run_notebooks.py   (BRECQ_BUDGET=ci by default there; --env BRECQ_BUDGET=full)
 EOF

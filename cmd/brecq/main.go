@@ -26,6 +26,7 @@ var commands = []command{
 	{"quantize", "quantize a checkpoint (nearest, AdaRound, BRECQ, QDrop) and evaluate it", runQuantize},
 	{"mixed", "mixed-precision BRECQ: block sensitivity, genetic bit-width search, reconstruction", runMixed},
 	{"report", "Markdown table of quantization run records", runReport},
+	{"export", "write a network as ONNX: the FP checkpoint, or a quantized export in QDQ form", runExport},
 	{"bench", "time BRECQ calibration (iterations, caching, Fisher pass, FP) against the authors' PyTorch figures", runBench},
 }
 
