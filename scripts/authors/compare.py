@@ -444,6 +444,9 @@ def main():
                     help="record each unit's loss on the whole calibration cache before and after each stage "
                          "(one extra caching pass per unit; does not change the run)")
     ap.add_argument("--out-dir", default=None, help="write <record name> as JSON here (the authors' results)")
+    ap.add_argument("--check", action="store_true",
+                    help="only build the network from the authors' BasicBlock, load the checkpoint and print "
+                         "its FP top-1 on the test images (compare with brecq eval)")
     ap.add_argument("--table-only", metavar="DIR", default=None,
                     help="no runs: read the authors' results for the records from DIR and print the table")
     args = ap.parse_args()
@@ -473,6 +476,22 @@ def main():
     if not args.authors_repo:
         ap.error("--authors-repo is required (a local clone of github.com/yhhhli/BRECQ)")
     authors = import_authors(os.path.abspath(args.authors_repo))
+    if args.check:
+        try:
+            r = recs[0]
+            (trX, trY, teX, teY), norm = load_data(r.get("data", "fashion-mnist"))
+            model = args.model or r.get("checkpoint", "models/resnet20-fmnist.safetensors")
+            m = re.match(r"resnet(\d+)", r.get("model", "resnet20"))
+            tensors, meta = read_safetensors(model)
+            cnn = build_resnet(authors["resnet"], args.depth or (int(m.group(1)) if m else 20), args.width, 1, 10)
+            load_weights(cnn, tensors)
+            t0 = time.time()
+            acc = top1(cnn, norm(teX), torch.from_numpy(teY.astype(np.int64)))
+            print("%s: FP top-1 %.2f %% in PyTorch (%.0f s); the record says %s, the checkpoint's metadata %s" % (
+                model, acc, time.time() - t0, r.get("fp_top1", "-"), meta.get("test_top1", "-")))
+        finally:
+            shutil.rmtree(authors["tmp"], ignore_errors=True)
+        return
     print("authors' code: %s (commit %s), patched: %s" % (args.authors_repo, authors["commit"],
                                                             "; ".join(authors["patched"])), flush=True)
     data_name = recs[0].get("data", "fashion-mnist")
