@@ -248,7 +248,8 @@ def run_one(rec, args, authors, data):
     (trX, trY, teX, teY), norm = data
     idx = rec["calib_indices"]
     cali = norm(trX[idx])
-    test_x, test_y = norm(teX), torch.from_numpy(teY.astype(np.int64))
+    nt = args.test_limit or teX.shape[0]
+    test_x, test_y = norm(teX[:nt]), torch.from_numpy(teY[:nt].astype(np.int64))
 
     tensors, meta = read_safetensors(args.model)
     cnn = build_resnet(authors["resnet"], args.depth, args.width, 1, 10)
@@ -260,7 +261,7 @@ def run_one(rec, args, authors, data):
            "weight_iters": o["WeightIters"], "act_iters": o["ActIters"] if act_quant else 0,
            "batch": o.get("Batch", 32), "lambda": o.get("Lambda", 0.01), "warmup": o.get("WarmUp", 0.2),
            "beta": [o.get("BetaStart", 20), o.get("BetaEnd", 2)], "act_lr": o.get("ActLR", 4e-4),
-           "act_p": o.get("ActP", 2.4), "threads": torch.get_num_threads(), "torch": torch.__version__,
+           "act_p": o.get("ActP", 2.4), "test_images": nt, "threads": torch.get_num_threads(), "torch": torch.__version__,
            "calib_indices_sha256": indices_digest(idx), "authors_commit": authors["commit"], "patched_lines": authors["patched"], "notes": notes}
     t_start = time.time()
     res["fp_top1"] = top1(cnn, test_x, test_y)
@@ -444,6 +445,8 @@ def main():
                     help="record each unit's loss on the whole calibration cache before and after each stage "
                          "(one extra caching pass per unit; does not change the run)")
     ap.add_argument("--out-dir", default=None, help="write <record name> as JSON here (the authors' results)")
+    ap.add_argument("--test-limit", type=int, default=0,
+                    help="evaluate on the first N test images only (smoke tests; 0 = all 10 000)")
     ap.add_argument("--check", action="store_true",
                     help="only build the network from the authors' BasicBlock, load the checkpoint and print "
                          "its FP top-1 on the test images (compare with brecq eval)")
