@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The comparison with the authors' code at their budget (2 000 weight / 500 activation iterations
+# per unit, 1 024 calibration images, batch 32, seed 1) on the shipped ResNet-20:
+# W2A4 block, W2A2 block, W2A2 layer (AdaRound), nearest at W2A4 and W2A2.
+#
+#   bash scripts/authors/measure.sh ~/src/BRECQ
+#
+# Each brecq run record that already exists in results/ is kept (delete it to re-run); then the
+# authors' code runs on every record (results/authors/<record>.json) and the table is printed.
+# On an idle 2-core machine: ~15 min per brecq reconstruction run, a few minutes per authors' run.
+set -euo pipefail
+authors=${1:?usage: measure.sh <local clone of github.com/yhhhli/BRECQ>}
+cd "$(dirname "$0")/../.."
+export GOEXPERIMENT=simd
+bin=$(mktemp -d)/brecq
+go build -o "$bin" ./cmd/brecq
+
+common=(--iters 2000 --act-iters 500 --calib 1024 --classifier-input-bits 0 --seed 1 --quiet)
+run() { # name, flags...
+	local name=$1; shift
+	if [[ -f results/$name.json ]]; then echo "keep results/$name.json"; return; fi
+	"$bin" quantize "${common[@]}" "$@" --json "results/$name.json"
+}
+run w2a4-block-2000    --wbits 2 --abits 4 --method brecq --granularity block
+run w2a2-block-2000    --wbits 2 --abits 2 --method brecq --granularity block
+run w2a2-adaround-2000 --wbits 2 --abits 2 --method adaround --granularity layer
+run w2a4-nearest       --wbits 2 --abits 4 --method nearest
+run w2a2-nearest       --wbits 2 --abits 2 --method nearest
+
+recs=(results/w2a4-nearest.json results/w2a2-nearest.json results/w2a4-block-2000.json
+      results/w2a2-block-2000.json results/w2a2-adaround-2000.json)
+todo=()
+for r in "${recs[@]}"; do
+	[[ -f results/authors/$(basename "$r") ]] || todo+=("$r")
+done
+if ((${#todo[@]})); then
+	/usr/bin/python3 scripts/authors/compare.py --authors-repo "$authors" --unit-losses \
+		--out-dir results/authors "${todo[@]}"
+fi
+/usr/bin/python3 scripts/authors/compare.py --table-only results/authors "${recs[@]}"
