@@ -20,16 +20,20 @@ import (
 // ONNX (graph input of the data set's geometry), and refuses bad flags.
 func TestExportONNX(t *testing.T) {
 	dir := t.TempDir()
-	q := []string{"quantize", "--depth", "8", "--method", "nearest", "--wbits", "3", "--abits", "4", "--calib", "8", "--quiet", "--model", ckpt, "--out", "q.safetensors"}
+	q := []string{"quantize", "--depth", "8", "--method", "nearest", "--wbits", "3", "--abits", "4", "--calib", "8", "--quiet", "--model", ckpt,
+		"--out", "q.safetensors", "--onnx", "qrun.onnx"}
 	expect(t, run(t, dir, q...), 0, q)
 	for _, tc := range []struct {
 		args   []string
 		format string
 	}{
+		{q, "qdq"}, // quantize --onnx writes the same QDQ network at the end of the run
 		{[]string{"export", "--depth", "8", "--model", ckpt, "--onnx", "fp.onnx"}, "fp"},
 		{[]string{"export", "--depth", "8", "--quantized", "q.safetensors", "--onnx", "q.onnx"}, "qdq"},
 	} {
-		expect(t, run(t, dir, tc.args...), 0, tc.args)
+		if tc.args[0] == "export" {
+			expect(t, run(t, dir, tc.args...), 0, tc.args)
+		}
 		m, err := onnx.ReadFile(filepath.Join(dir, tc.args[len(tc.args)-1]))
 		if err != nil {
 			t.Fatal(err)

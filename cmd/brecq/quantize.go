@@ -26,7 +26,7 @@ type QuantRecord = runrecord.Quant
 type quantFlags struct {
 	*netFlags
 	method, gran, loss, out, jsonOut, cacheDir               *string
-	state, resume                                            *string
+	state, resume, onnxOut                                   *string
 	wbits, abits, iters, actIters, calib                     *int
 	batch, firstLast, clsIn, stemOut                         *int
 	seed                                                     *uint64
@@ -62,6 +62,7 @@ func addQuantFlags(fs *flag.FlagSet) *quantFlags {
 		compare:      fs.Bool("compare", false, "also evaluate the FP and nearest-rounding networks and print all three"),
 		out:          fs.String("out", "", "write the quantized network (safetensors: dequantized weights, integer codes, scales)"),
 		jsonOut:      fs.String("json", "", "write the run record (JSON) here"),
+		onnxOut:      fs.String("onnx", "", "also write the quantized network as ONNX (QDQ, opset 13) here"),
 		state:        fs.String("state", "", "save the run's state after every finished unit in this folder (default: --out or --json with .state for extension; removed when the run completes)"),
 		resume:       fs.String("resume", "", "continue the interrupted run whose state is in this folder (same flags, checkpoint and data; its state folder is kept up to date)"),
 		quiet:        fs.Bool("quiet", false, "no progress bars"),
@@ -115,7 +116,7 @@ func (f *quantFlags) checkFloats() error {
 // before any work (see checkPaths); extra are more outputs and inputs of
 // the command.
 func (f *quantFlags) paths(extraOut, extraIn []namedPath) error {
-	return checkPaths(append([]namedPath{{"--out", *f.out}, {"--json", *f.jsonOut}}, extraOut...),
+	return checkPaths(append([]namedPath{{"--out", *f.out}, {"--json", *f.jsonOut}, {"--onnx", *f.onnxOut}}, extraOut...),
 		append([]namedPath{{"--model", *f.model}}, extraIn...))
 }
 
@@ -342,6 +343,13 @@ func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRec
 		}
 		rec.Output = *f.out
 	}
+	if *f.onnxOut != "" {
+		meta := map[string]string{"producer": "brecq " + strings.Fields(rec.Command)[0], "method": string(opt.Method),
+			"wbits": fmt.Sprint(opt.WBits), "abits": fmt.Sprint(opt.ABits), "top1": fmt.Sprintf("%.2f", rec.QuantTop1)}
+		if err := outs.Add(*f.onnxOut, func(tmp string) error { return writeONNX(tmp, q, meta) }); err != nil {
+			return err
+		}
+	}
 	if *f.jsonOut != "" {
 		if err := outs.AddJSON(*f.jsonOut, rec); err != nil {
 			return err
@@ -350,7 +358,7 @@ func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRec
 	if err := outs.Commit(); err != nil {
 		return err
 	}
-	for _, p := range []string{extraOut, *f.out, *f.jsonOut} {
+	for _, p := range []string{extraOut, *f.out, *f.onnxOut, *f.jsonOut} {
 		if p != "" {
 			fmt.Printf("wrote %s\n", p)
 		}
