@@ -98,3 +98,18 @@ func TestArchDataMismatch(t *testing.T) {
 		expect(t, r, 1, c.args, c.want)
 	}
 }
+
+// TestCheckpointMetadataWarns: a checkpoint whose metadata names another
+// data set or network is used with a warning naming both.
+func TestCheckpointMetadataWarns(t *testing.T) {
+	net, err := models.CIFARResNet(8, 1, 1, imgSize, imgSize, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "meta.safetensors")
+	if err := models.SaveParams(path, fptrain.Init(net, 1), map[string]string{"format": "pt", "data": "mnist", "model": "resnet14"}); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"eval", "--depth", "8", "--model", path}
+	expect(t, run(t, "", args...), 0, args, "trained on --data mnist, used here with --data fashion-mnist", "holds a resnet14, used here as a resnet8")
+}

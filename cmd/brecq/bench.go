@@ -119,7 +119,7 @@ Examples:
 	if err != nil {
 		return err
 	}
-	net, params, _, err := loadParams(*nf.model, *nf.arch, net)
+	net, params, _, err := nf.loadParams(*nf.model, net)
 	if err != nil {
 		return err
 	}

@@ -172,12 +172,13 @@ func (n *netFlags) setup(needTrain bool) (compute.Backend, *data, *models.Net, e
 	return backend, ds, net, nil
 }
 
-// loadParams reads a checkpoint of net (--arch arch) and rejects non-finite values,
+// loadParams reads a checkpoint of net (--arch) and rejects non-finite values,
 // naming the tensor. For the ImageNet-style architectures the layout
 // (torchvision's or the BRECQ authors') is detected from the tensor names
 // and the description is taken from the checkpoint; its class count must
 // be the data set's. It returns the description the parameters belong to.
-func loadParams(path, arch string, net *models.Net) (*models.Net, models.Params, map[string]string, error) {
+func (n *netFlags) loadParams(path string, net *models.Net) (*models.Net, models.Params, map[string]string, error) {
+	arch := *n.arch
 	var (
 		p    models.Params
 		meta map[string]string
@@ -201,6 +202,13 @@ func loadParams(path, arch string, net *models.Net) (*models.Net, models.Params,
 	}
 	if err := checkFinite(path, p); err != nil {
 		return nil, nil, nil, err
+	}
+	// A checkpoint written by brecq train names its network and data set.
+	if d := meta["data"]; d != "" && d != *n.data {
+		fmt.Fprintf(os.Stderr, "warning: %s was trained on --data %s, used here with --data %s\n", path, d, *n.data)
+	}
+	if m := meta["model"]; m != "" && m != net.Name {
+		fmt.Fprintf(os.Stderr, "warning: %s holds a %s, used here as a %s\n", path, m, net.Name)
 	}
 	return net, p, meta, nil
 }

@@ -51,7 +51,7 @@ Examples:
 	if err != nil {
 		return err
 	}
-	net, p, note, err := loadForEval(*nf.model, *nf.arch, net)
+	net, p, note, err := loadForEval(*nf.model, nf, net)
 	if err != nil {
 		return err
 	}

@@ -53,7 +53,7 @@ Examples:
 			return err
 		}
 	} else {
-		net, params, _, err := loadParams(*nf.model, *nf.arch, net)
+		net, params, _, err := nf.loadParams(*nf.model, net)
 		if err != nil {
 			return err
 		}

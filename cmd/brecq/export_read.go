@@ -66,13 +66,13 @@ func exportParams(path string, ts map[string]*safetensors.Tensor, net *models.Ne
 // loadForEval reads a checkpoint of net for evaluation: an FP state_dict,
 // or the tool's own quantized export (then note says what is evaluated).
 // Non-finite values are refused, naming the tensor.
-func loadForEval(path, arch string, net *models.Net) (_ *models.Net, p models.Params, note string, err error) {
+func loadForEval(path string, nf *netFlags, net *models.Net) (_ *models.Net, p models.Params, note string, err error) {
 	ts, meta, err := safetensors.ReadFile(path)
 	if err != nil {
 		return nil, nil, "", err
 	}
 	if !isExport(meta) {
-		net, p, _, err := loadParams(path, arch, net)
+		net, p, _, err := nf.loadParams(path, net)
 		return net, p, "", err
 	}
 	if p, err = exportParams(path, ts, net); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -61,7 +62,7 @@ func TestExportParamsMatchFP(t *testing.T) {
 	if err := safetensors.WriteFile(path, ts, meta); err != nil {
 		t.Fatal(err)
 	}
-	_, q, note, err := loadForEval(path, "resnet20", net)
+	_, q, note, err := loadForEval(path, testNetFlags(), net)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +100,12 @@ func TestExportParamsMatchFP(t *testing.T) {
 		}
 	}
 	// The FP checkpoint itself is not taken for an export.
-	if _, _, note, err := loadForEval(ckpt, "resnet20", net); err != nil || note != "" {
+	if _, _, note, err := loadForEval(ckpt, testNetFlags(), net); err != nil || note != "" {
 		t.Errorf("FP checkpoint: note %q, err %v", note, err)
 	}
+}
+
+// testNetFlags are the network flags at their defaults.
+func testNetFlags() *netFlags {
+	return addNetFlags(flag.NewFlagSet("test", flag.ContinueOnError), "checkpoint")
 }

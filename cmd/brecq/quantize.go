@@ -170,7 +170,7 @@ func (f *quantFlags) load() (*quantEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	net, params, _, err := loadParams(*f.model, *f.arch, net)
+	net, params, _, err := f.loadParams(*f.model, net)
 	if err != nil {
 		return nil, err
 	}

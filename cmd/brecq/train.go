@@ -113,7 +113,7 @@ Examples:
 		Epochs: *epochs, Batch: *batch, LR: *lr, Momentum: 0.9, WeightDecay: *wd, Augment: "crop pad 2 + hflip",
 		Machine: machine(), Checkpoint: filepath.Base(*out)}
 	if *resume != "" {
-		_, p, meta, err := loadParams(*resume, *nf.arch, net)
+		_, p, meta, err := nf.loadParams(*resume, net)
 		if err != nil {
 			return err
 		}
