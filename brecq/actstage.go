@@ -33,13 +33,21 @@ func (r *Quantizer) activationStage(w RoundingMode, learn, resumable bool) error
 		r.progress.ActSteps = k
 		return r.checkpoint()
 	}
-	// The stem output: range from the calibration images.
+	// The stem output — or, with ActInitNetwork, every point in network
+	// order — gets its range from the calibration images.
 	stem := net.Blocks[0].Name
+	first := &Unit{Name: stem, ActPoints: []string{stem}, InLayer: stem, first: 0, last: 0,
+		forward: func(ops models.Ops, x *graph.Node) *graph.Node { return net.ForwardRange(ops, x, 0, 1) }}
+	networkInit := resumable && o.ActInit == ActInitNetwork
+	if networkInit {
+		last := net.LastBodyBlock()
+		first = &Unit{Name: "network", ActPoints: ActPoints(net), InLayer: stem, first: 0, last: last,
+			forward: func(ops models.Ops, x *graph.Node) *graph.Node { return net.ForwardRange(ops, x, 0, last+1) }}
+	}
 	if resumable && r.progress.ActSteps >= 1 {
-		switchOn([]string{stem})
+		switchOn(first.ActPoints)
 	} else {
-		if err := r.initActPoints(&Unit{Name: stem, ActPoints: []string{stem}, InLayer: stem, first: 0, last: 0,
-			forward: func(ops models.Ops, x *graph.Node) *graph.Node { return net.ForwardRange(ops, x, 0, 1) }}, nil, on, w, true); err != nil {
+		if err := r.initActPoints(first, nil, on, w, true); err != nil {
 			return err
 		}
 		if err := step(1); err != nil {
@@ -67,23 +75,33 @@ func (r *Quantizer) activationStage(w RoundingMode, learn, resumable bool) error
 			continue
 		}
 		t0 := time.Now()
-		if err := r.advance(qs, u.first, r.actMode(on, w)); err != nil {
-			return err
+		needQ := !networkInit || o.ActInput != ActInputFP
+		if needQ {
+			if err := r.advance(qs, u.first, r.actMode(on, w)); err != nil {
+				return err
+			}
 		}
 		if err := r.advance(fs, u.first, FPMode()); err != nil {
 			return err
 		}
-		xin, _, err := r.capture(r.actMode(on, w), u, false, qs, nil)
-		if err != nil {
-			return err
+		var xin *cache
+		if needQ {
+			if xin, _, err = r.capture(r.actMode(on, w), u, false, qs, nil); err != nil {
+				return err
+			}
 		}
-		if err := r.initActPoints(u, xin, on, w, false); err != nil {
-			return err
+		if !networkInit {
+			if err := r.initActPoints(u, xin, on, w, false); err != nil {
+				return err
+			}
 		}
 		if learn && o.ActIters > 0 {
-			_, yfp, err := r.capture(FPMode(), u, false, fs, nil)
+			fpIn, yfp, err := r.capture(FPMode(), u, false, fs, nil)
 			if err != nil {
 				return err
+			}
+			if o.ActInput == ActInputFP {
+				xin = fpIn
 			}
 			if err := r.learnStepSizes(u, xin, yfp, on, w, t0); err != nil {
 				return err
@@ -96,8 +114,14 @@ func (r *Quantizer) activationStage(w RoundingMode, learn, resumable bool) error
 	return nil
 }
 
-// actCalibImages is how many cached inputs the activation range search uses.
-const actCalibImages = 256
+// actCalibImages is how many cached inputs the activation range search
+// uses (Options.ActInitImages, default 256).
+func (r *Quantizer) actCalibImages() int {
+	if r.opt.ActInitImages > 0 {
+		return r.opt.ActInitImages
+	}
+	return 256
+}
 
 // initActPoints sets the range of each activation point of u in order, from
 // the values reaching it with the points before it already quantized.
@@ -130,9 +154,9 @@ func (r *Quantizer) initActPoints(u *Unit, xin *cache, on map[string]bool, w Rou
 		}
 		var x *tensors.Tensor
 		if fromImages {
-			x = sliceImages(r.calib, 0, min(actCalibImages, r.calib.Shape().Dimensions[0]))
+			x = sliceImages(r.calib, 0, min(r.actCalibImages(), r.calib.Shape().Dimensions[0]))
 		} else {
-			idx := make([]int, min(actCalibImages, xin.n))
+			idx := make([]int, min(r.actCalibImages(), xin.n))
 			for i := range idx {
 				idx[i] = i
 			}

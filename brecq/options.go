@@ -81,9 +81,41 @@ type Options struct {
 	// QDropActLR is QDrop's Adam learning rate on the step sizes learned with
 	// the rounding (4e-5).
 	QDropActLR float64 `json:"qdrop_act_lr,omitempty"`
-	Seed       uint64
+	// ActInput is where the activation stage's LSQ reads each unit's input:
+	// ActInputQuantized (""; the unit's input in the quantized network,
+	// upstream weights rounded and activations quantized) or ActInputFP (the
+	// FP network's, as the BRECQ authors' code does).
+	ActInput string `json:"act_input,omitempty"`
+	// ActInit is how activation ranges are initialised: ActInitUnit ("";
+	// unit by unit, each from the unit's cached quantized inputs after the
+	// upstream units' LSQ) or ActInitNetwork (every point once, in network
+	// order, before any LSQ, from calibration images through the whole
+	// network with every upstream point at its initial range — the
+	// authors' code).
+	ActInit string `json:"act_init,omitempty"`
+	// ActInitImages is how many calibration images (or cached inputs) the
+	// activation range search uses (0 = 256; the authors' code: 64).
+	ActInitImages int `json:"act_init_images,omitempty"`
+	Seed          uint64
 	// Progress receives a progress bar per unit (nil: quiet).
 	Progress io.Writer `json:"-"`
+}
+
+// The ActInput and ActInit values.
+const (
+	ActInputQuantized = ""
+	ActInputFP        = "fp"
+	ActInitUnit       = ""
+	ActInitNetwork    = "network"
+)
+
+// AuthorsActivationStage sets the activation stage as the BRECQ authors'
+// code runs it: ranges initialised once over the network from 64 images
+// (ActInitNetwork), LSQ on FP inputs (ActInputFP), and the classifier input
+// at the activation bits (ClassifierInputBits 0).
+func (o Options) AuthorsActivationStage() Options {
+	o.ActInput, o.ActInit, o.ActInitImages, o.ClassifierInputBits = ActInputFP, ActInitNetwork, 64, 0
+	return o
 }
 
 // DefaultOptions are the paper's settings (BRECQ, Li et al., 2021; AdaRound, Nagel et al., 2020) for BRECQ at block
@@ -134,6 +166,19 @@ func (o Options) Validate() error {
 		if err := ValidateBits(b); err != nil {
 			return errorf("bits of layer %s: %w", name, err)
 		}
+	}
+	switch o.ActInput {
+	case ActInputQuantized, ActInputFP:
+	default:
+		return errorf("activation-stage input %q: want %q (quantized network) or %q", o.ActInput, "quantized", ActInputFP)
+	}
+	switch o.ActInit {
+	case ActInitUnit, ActInitNetwork:
+	default:
+		return errorf("activation range initialisation %q: want %q or %q", o.ActInit, "unit", ActInitNetwork)
+	}
+	if o.ActInitImages < 0 {
+		return errorf("activation range images %d: want ≥ 1 (0 = 256)", o.ActInitImages)
 	}
 	switch o.Method {
 	case MethodNearest, MethodBRECQ:

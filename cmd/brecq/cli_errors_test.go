@@ -156,6 +156,9 @@ func TestBadInputs(t *testing.T) {
 			[]string{`--budget "abc"`}, early, ""},
 		// 9. Activation bits exactly 2..8 or 32; weight bits 2..8.
 		{"abits-33", []string{"quantize", "--abits", "33"}, "", 1, []string{"--abits 33", "2..8 or 32"}, early, ""},
+		{"act-input", []string{"quantize", "--act-input", "float"}, "", 1, []string{"--act-input \"float\"", "quantized or fp"}, early, ""},
+		{"act-init", []string{"quantize", "--act-init", "global"}, "", 1, []string{"--act-init \"global\"", "unit or network"}, early, ""},
+		{"act-init-images", []string{"quantize", "--act-init-images", "0"}, "", 1, []string{"--act-init-images 0", "at least 1"}, early, ""},
 		{"abits-9", []string{"quantize", "--abits", "9"}, "", 1, []string{"--abits 9"}, early, ""},
 		{"wbits-32", []string{"quantize", "--wbits", "32"}, "", 1, []string{"--wbits 32", "weight bits must be 2..8"}, early, ""},
 		// 4. Non-finite weights rejected at load, naming the tensor.

@@ -26,7 +26,9 @@ type QuantRecord = runrecord.Quant
 type quantFlags struct {
 	*netFlags
 	method, gran, loss, out, jsonOut, cacheDir               *string
-	state, resume, onnxOut                                   *string
+	state, resume, onnxOut, actInput, actInit                *string
+	actInitImages                                            *int
+	authors                                                  *bool
 	wbits, abits, iters, actIters, calib                     *int
 	batch, firstLast, clsIn, stemOut                         *int
 	seed                                                     *uint64
@@ -36,36 +38,40 @@ type quantFlags struct {
 
 func addQuantFlags(fs *flag.FlagSet) *quantFlags {
 	return &quantFlags{
-		netFlags:     addNetFlags(fs, "FP safetensors checkpoint (PyTorch state_dict layout)"),
-		method:       fs.String("method", "brecq", "nearest | adaround (layer-wise, MSE) | brecq | qdrop (BRECQ + activation dropping, needs --abits < 32)"),
-		wbits:        fs.Int("wbits", 4, "weight bits (2..8); the stem and classifier use --first-last-bits"),
-		abits:        fs.Int("abits", 32, "activation bits (2..8, or 32 = unquantized)"),
-		gran:         fs.String("granularity", "block", "reconstruction unit: layer | block | stage | net"),
-		loss:         fs.String("loss", "mse", "reconstruction loss: mse | fisher"),
-		iters:        fs.Int("iters", 20000, "weight-reconstruction iterations per unit (paper: 20000)"),
-		actIters:     fs.Int("act-iters", 5000, "activation step-size iterations per unit (paper: 5000)"),
-		calib:        fs.Int("calib", 1024, "calibration images from the training split"),
-		batch:        fs.Int("batch", 32, "minibatch size of the optimisation"),
-		seed:         fs.Uint64("seed", 1, "seed for the calibration sample and minibatches"),
-		lambda:       fs.Float64("lambda", 0.01, "rounding regulariser weight λ"),
-		wlr:          fs.Float64("lr", 1e-3, "Adam learning rate on AdaRound's V (paper: 1e-3; a reduced --iters budget may want more)"),
-		alr:          fs.Float64("act-lr", 4e-4, "Adam learning rate on activation step sizes (cosine to 0)"),
-		firstLast:    fs.Int("first-last-bits", 8, "bits of the first (stem) and last (classifier) weights"),
-		clsIn:        fs.Int("classifier-input-bits", 8, "bits of the activation feeding the classifier (0 = same as --abits, the authors' code in effect)"),
-		stemOut:      fs.Int("stem-output-bits", 8, "bits of the stem's output activation (8 as in the authors' code; 0 = same as --abits)"),
-		fisherMix:    fs.Float64("fisher-mix", 1, "Fisher weights (1−α) + α·g²/mean(g²); α in [0,1]"),
-		fisherDamped: fs.Bool("fisher-damped", false, "use the authors' Fisher weights (|g|+1)² instead"),
-		dropProb:     fs.Float64("drop-prob", 0.5, "qdrop: probability of keeping an activation element quantized during reconstruction"),
-		qdropLR:      fs.Float64("qdrop-act-lr", 4e-5, "qdrop: Adam learning rate on the step sizes learned with the rounding"),
-		maxCache:     fs.Float64("max-cache-mb", 2048, "keep any cached set of unit inputs/targets larger than this (MB) in a temporary file instead of memory (0 = no bound)"),
-		cacheDir:     fs.String("cache-dir", "", "folder for those files (default: the system's temporary folder)"),
-		compare:      fs.Bool("compare", false, "also evaluate the FP and nearest-rounding networks and print all three"),
-		out:          fs.String("out", "", "write the quantized network (safetensors: dequantized weights, integer codes, scales)"),
-		jsonOut:      fs.String("json", "", "write the run record (JSON) here"),
-		onnxOut:      fs.String("onnx", "", "also write the quantized network as ONNX (QDQ, opset 13) here"),
-		state:        fs.String("state", "", "save the run's state after every finished unit in this folder (default: --out or --json with .state for extension; removed when the run completes)"),
-		resume:       fs.String("resume", "", "continue the interrupted run whose state is in this folder (same flags, checkpoint and data; its state folder is kept up to date)"),
-		quiet:        fs.Bool("quiet", false, "no progress bars"),
+		netFlags:      addNetFlags(fs, "FP safetensors checkpoint (PyTorch state_dict layout)"),
+		method:        fs.String("method", "brecq", "nearest | adaround (layer-wise, MSE) | brecq | qdrop (BRECQ + activation dropping, needs --abits < 32)"),
+		wbits:         fs.Int("wbits", 4, "weight bits (2..8); the stem and classifier use --first-last-bits"),
+		abits:         fs.Int("abits", 32, "activation bits (2..8, or 32 = unquantized)"),
+		gran:          fs.String("granularity", "block", "reconstruction unit: layer | block | stage | net"),
+		loss:          fs.String("loss", "mse", "reconstruction loss: mse | fisher"),
+		iters:         fs.Int("iters", 20000, "weight-reconstruction iterations per unit (paper: 20000)"),
+		actIters:      fs.Int("act-iters", 5000, "activation step-size iterations per unit (paper: 5000)"),
+		calib:         fs.Int("calib", 1024, "calibration images from the training split"),
+		batch:         fs.Int("batch", 32, "minibatch size of the optimisation"),
+		seed:          fs.Uint64("seed", 1, "seed for the calibration sample and minibatches"),
+		lambda:        fs.Float64("lambda", 0.01, "rounding regulariser weight λ"),
+		wlr:           fs.Float64("lr", 1e-3, "Adam learning rate on AdaRound's V (paper: 1e-3; a reduced --iters budget may want more)"),
+		alr:           fs.Float64("act-lr", 4e-4, "Adam learning rate on activation step sizes (cosine to 0)"),
+		firstLast:     fs.Int("first-last-bits", 8, "bits of the first (stem) and last (classifier) weights"),
+		clsIn:         fs.Int("classifier-input-bits", 8, "bits of the activation feeding the classifier (0 = same as --abits, the authors' code in effect)"),
+		stemOut:       fs.Int("stem-output-bits", 8, "bits of the stem's output activation (8 as in the authors' code; 0 = same as --abits)"),
+		fisherMix:     fs.Float64("fisher-mix", 1, "Fisher weights (1−α) + α·g²/mean(g²); α in [0,1]"),
+		fisherDamped:  fs.Bool("fisher-damped", false, "use the authors' Fisher weights (|g|+1)² instead"),
+		dropProb:      fs.Float64("drop-prob", 0.5, "qdrop: probability of keeping an activation element quantized during reconstruction"),
+		qdropLR:       fs.Float64("qdrop-act-lr", 4e-5, "qdrop: Adam learning rate on the step sizes learned with the rounding"),
+		maxCache:      fs.Float64("max-cache-mb", 2048, "keep any cached set of unit inputs/targets larger than this (MB) in a temporary file instead of memory (0 = no bound)"),
+		cacheDir:      fs.String("cache-dir", "", "folder for those files (default: the system's temporary folder)"),
+		compare:       fs.Bool("compare", false, "also evaluate the FP and nearest-rounding networks and print all three"),
+		out:           fs.String("out", "", "write the quantized network (safetensors: dequantized weights, integer codes, scales)"),
+		jsonOut:       fs.String("json", "", "write the run record (JSON) here"),
+		onnxOut:       fs.String("onnx", "", "also write the quantized network as ONNX (QDQ, opset 13) here"),
+		state:         fs.String("state", "", "save the run's state after every finished unit in this folder (default: --out or --json with .state for extension; removed when the run completes)"),
+		resume:        fs.String("resume", "", "continue the interrupted run whose state is in this folder (same flags, checkpoint and data; its state folder is kept up to date)"),
+		quiet:         fs.Bool("quiet", false, "no progress bars"),
+		actInput:      fs.String("act-input", "quantized", "activation stage: LSQ reads each unit's input from the quantized network (quantized) or the FP network (fp, the authors' code)"),
+		actInit:       fs.String("act-init", "unit", "activation ranges initialised unit by unit after the upstream LSQ (unit) or once over the whole network before any LSQ (network, the authors' code)"),
+		actInitImages: fs.Int("act-init-images", 256, "calibration images (cached inputs) of the activation range search (the authors' code: 64)"),
+		authors:       fs.Bool("authors", false, "the activation stage exactly as the BRECQ authors' code runs it: --act-input fp --act-init network --act-init-images 64 --classifier-input-bits 0 (overrides those flags)"),
 	}
 }
 
@@ -139,6 +145,31 @@ func (f *quantFlags) options() (brecq.Options, error) {
 	opt.FirstLast, opt.ClassifierInputBits, opt.FisherMix, opt.FisherDamped = *f.firstLast, *f.clsIn, *f.fisherMix, *f.fisherDamped
 	opt.DropProb, opt.QDropActLR, opt.StemOutputBits = *f.dropProb, *f.qdropLR, *f.stemOut
 	opt.MaxCacheMB, opt.CacheDir = *f.maxCache, *f.cacheDir
+	switch *f.actInput {
+	case "quantized":
+		opt.ActInput = brecq.ActInputQuantized
+	case "fp":
+		opt.ActInput = brecq.ActInputFP
+	default:
+		return opt, fmt.Errorf("--act-input %q: want quantized or fp", *f.actInput)
+	}
+	switch *f.actInit {
+	case "unit":
+		opt.ActInit = brecq.ActInitUnit
+	case "network":
+		opt.ActInit = brecq.ActInitNetwork
+	default:
+		return opt, fmt.Errorf("--act-init %q: want unit or network", *f.actInit)
+	}
+	if *f.actInitImages < 1 {
+		return opt, fmt.Errorf("--act-init-images %d: want at least 1", *f.actInitImages)
+	}
+	if *f.actInitImages != 256 {
+		opt.ActInitImages = *f.actInitImages
+	}
+	if *f.authors {
+		opt = opt.AuthorsActivationStage()
+	}
 	if !*f.quiet {
 		opt.Progress = os.Stderr
 	}
