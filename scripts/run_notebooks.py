@@ -92,7 +92,15 @@ def cell_failure(cell, reply):
         if out.get("output_type") == "error":
             tb = "\n".join(out.get("traceback") or [])
             body = tb if tb.strip() else f"{out.get('ename', '')}: {out.get('evalue', '')}"
-            return f"error output ({out.get('ename', '?')}):\n" + excerpt(strip_ansi(body))
+            desc = f"error output ({out.get('ename', '?')}):\n" + excerpt(strip_ansi(body))
+            # GoNB ≥ 0.11.5 reports a failed program as an error output that
+            # says only "exit status N"; the reason (panic, log.Fatal, a
+            # failed test) is in the stderr / stdout streams: show them too.
+            for name in ("stderr", "stdout"):
+                text = strip_ansi(stream_text(cell, name))
+                if text.strip():
+                    desc += f"\n{name} was:\n" + excerpt(text)
+            return desc
     if reply is not None and reply.get("content", {}).get("status") == "error":
         c = reply["content"]
         return "execute_reply status error:\n" + excerpt(strip_ansi(f"{c.get('ename', '')}: {c.get('evalue', '')}"))
