@@ -215,16 +215,9 @@ func (r *Quantizer) learnStepSizes(u *Unit, xin, yfp *cache, on map[string]bool,
 	idx := make([]int, o.Batch)
 	err = r.adamLoop(exec, in.args(), []*adamGroup{steps}, o.ActIters, xin.n, idx, &rep,
 		func(it int, args []any) error {
-			xb, err := xin.batch(idx)
-			if err != nil {
+			if err := fillXY(args, idx, xin, yfp, xSlot, ySlot); err != nil {
 				return err
 			}
-			yb, err := yfp.batch(idx)
-			if err != nil {
-				return err
-			}
-			xSlot.set(args, xb)
-			ySlot.set(args, yb)
 			steps.lr.set(args, float32(optim.CosineLR(o.ActLR, it, o.ActIters)))
 			stepSlot.set(args, float32(it+1))
 			return nil

@@ -194,3 +194,19 @@ func toAny(ts []*tensors.Tensor) []any {
 	}
 	return a
 }
+
+// fillXY loads minibatch idx of a unit's cached inputs xin and targets y
+// into their slots of args.
+func fillXY(args []any, idx []int, xin, y *cache, xSlot, ySlot slot) error {
+	xb, err := xin.batch(idx)
+	if err != nil {
+		return err
+	}
+	yb, err := y.batch(idx)
+	if err != nil {
+		return err
+	}
+	xSlot.set(args, xb)
+	ySlot.set(args, yb)
+	return nil
+}

@@ -171,16 +171,9 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 			if sched.RegActive(it) {
 				lam = o.Lambda
 			}
-			xb, err := xin.batch(idx)
-			if err != nil {
+			if err := fillXY(args, idx, xin, yfp, xSlot, ySlot); err != nil {
 				return err
 			}
-			yb, err := yfp.batch(idx)
-			if err != nil {
-				return err
-			}
-			xSlot.set(args, xb)
-			ySlot.set(args, yb)
 			if wts != nil {
 				wb, err := wts.batch(idx)
 				if err != nil {
