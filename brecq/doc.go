@@ -34,13 +34,15 @@
 //	evaluator.go    batched evaluation of a QNet under a mode
 //	report.go       per-unit run reports and iteration timing
 //	sensitivity.go  mixed precision: Fisher-weighted block sensitivities
+//	resume.go       RunState: the run's state after each unit, and Resume
 //	export.go       integer codes and the quantized safetensors export
 //	errors.go       the package's error prefix
 //
 // Subpackages: mixed (bit-width search over measured sensitivities: genetic
 // and exhaustive), optim (cosine learning rate and cross-entropy, shared with
 // FP training), fptrain (FP training and evaluation), models (networks as
-// data), nn (the convolution), engine (backend choice), safetensors and
+// data), nn (the convolution), engine (backend choice), onnx (ONNX QDQ
+// export), intref (integer-only reference forward), safetensors and
 // runrecord.
 //
 // Errors returned by the package start with "brecq: " and name the option,
