@@ -281,18 +281,25 @@ func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRec
 	rec.Units = q.Report.Units
 	fmt.Printf("calibration: %.1f s\n", rec.CalibSeconds)
 	te := time.Now()
-	evalMode := func(m brecq.Mode) (float64, error) {
+	// testAccuracy is top-1 and mean cross-entropy of a quantizer's network
+	// in mode m on the test split (its loader stopped when done).
+	testAccuracy := func(q *brecq.Quantizer, m brecq.Mode) (float64, float64, error) {
 		logits, done := q.Evaluator(m)
 		defer done()
 		bf, stop := ds.testBatchFn(500)
 		defer stop()
-		return fptrain.Accuracy(ds.testN(), 500, bf, logits)
+		return fptrain.AccuracyAndLoss(ds.testN(), 500, bf, logits)
+	}
+	evalMode := func(m brecq.Mode) (float64, error) {
+		acc, _, err := testAccuracy(q, m)
+		return acc, err
 	}
 	{
+		// One evaluator for the test split and the calibration images.
 		logits, done := q.Evaluator(q.EvalMode())
 		bf, stop := ds.testBatchFn(500)
-		defer stop()
 		rec.QuantTop1, rec.TestLoss, err = fptrain.AccuracyAndLoss(ds.testN(), 500, bf, logits)
+		stop()
 		if err == nil {
 			// The same network on its own calibration images: over-fitting shows as
 			// a calibration loss far below the test loss.
@@ -330,12 +337,7 @@ func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRec
 			if err := nq.Run(); err != nil {
 				return err
 			}
-			logits, done := nq.Evaluator(nq.EvalMode())
-			bf, stop := ds.testBatchFn(500)
-			defer stop()
-			rec.NearestTop1, err = fptrain.Accuracy(ds.testN(), 500, bf, logits)
-			done()
-			if err != nil {
+			if rec.NearestTop1, _, err = testAccuracy(nq, nq.EvalMode()); err != nil {
 				return err
 			}
 		} else if rec.NearestTop1, err = evalMode(nm); err != nil {
