@@ -212,6 +212,13 @@ func (r *Quantizer) learnStepSizes(u *Unit, xin, yfp *cache, on map[string]bool,
 	defer exec.Finalize()
 	rep := UnitReport{Unit: u.Name, Stage: "activations", Iters: o.ActIters, CacheMB: float64(xin.bytes()+yfp.bytes()) / 1e6,
 		CacheSeconds: cacheSec}
+	if o.UnitLosses {
+		l, err := r.cacheLoss(u, mode, xin, yfp, o.ActP)
+		if err != nil {
+			return err
+		}
+		rep.LossBefore, rep.LossP = ptr(l), o.ActP
+	}
 	idx := make([]int, o.Batch)
 	err = r.adamLoop(exec, in.args(), []*adamGroup{steps}, o.ActIters, xin.n, idx, &rep,
 		func(it int, args []any) error {
@@ -228,6 +235,13 @@ func (r *Quantizer) learnStepSizes(u *Unit, xin, yfp *cache, on map[string]bool,
 		})
 	if err != nil {
 		return err
+	}
+	if o.UnitLosses {
+		l, err := r.cacheLoss(u, mode, xin, yfp, o.ActP)
+		if err != nil {
+			return err
+		}
+		rep.LossAfter = ptr(l)
 	}
 	rep.Seconds = time.Since(t0).Seconds()
 	r.Report.Units = append(r.Report.Units, rep)

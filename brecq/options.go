@@ -96,7 +96,12 @@ type Options struct {
 	// ActInitImages is how many calibration images (or cached inputs) the
 	// activation range search uses (0 = 256; the authors' code: 64).
 	ActInitImages int `json:"act_init_images,omitempty"`
-	Seed          uint64
+	// UnitLosses records, for every unit and stage, the loss over the
+	// unit's whole calibration cache before and after the stage
+	// (UnitReport.LossBefore / LossAfter): two extra passes of the unit over
+	// its cache; the optimisation is unchanged.
+	UnitLosses bool `json:"unit_losses,omitempty"`
+	Seed       uint64
 	// Progress receives a progress bar per unit (nil: quiet).
 	Progress io.Writer `json:"-"`
 }

@@ -27,6 +27,22 @@ type UnitReport struct {
 	IterMS   float64 `json:"iter_ms"`
 	IterMSLo float64 `json:"iter_ms_p10"`
 	IterMSHi float64 `json:"iter_ms_p90"`
+	// Convergence of the weight stage: HDecided is the fraction of the
+	// unit's rounding variables whose h(V) is exactly 0 or 1 at the end of
+	// the stage, before hard rounding (h = clip(σ(V)(ζ − γ) + γ, 0, 1));
+	// RoundPerWeight the rounding regulariser per weight at the last
+	// iteration, (1/n) Σ (1 − |2h − 1|^β) at that iteration's β (0: every
+	// h decided).
+	HDecided       *float64 `json:"h_decided,omitempty"`
+	RoundPerWeight *float64 `json:"round_per_weight,omitempty"`
+	// With Options.UnitLosses: the stage's loss (LpLoss, p = 2 for the
+	// weights, ActP for the activations, unweighted) over the whole cache of
+	// the unit's calibration inputs, before and after the stage. Weights:
+	// nearest rounding before, hard rounding by V after; activations: the
+	// initial step sizes before, the learned ones after.
+	LossBefore *float64 `json:"loss_before,omitempty"`
+	LossAfter  *float64 `json:"loss_after,omitempty"`
+	LossP      float64  `json:"loss_p,omitempty"`
 }
 
 // iterTimes collects per-iteration wall times of one unit.

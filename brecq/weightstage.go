@@ -163,8 +163,16 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 	if len(groups) > 1 {
 		groups[1].lr.set(args, float32(o.QDropActLR))
 	}
+	if o.UnitLosses {
+		m := r.unitMode(done, u, RoundNearest)
+		l, err := r.cacheLoss(u, m, xin, yfp, 2)
+		if err != nil {
+			return err
+		}
+		rep.LossBefore, rep.LossP = ptr(l), 2
+	}
 	idx := make([]int, o.Batch)
-	lam := 0.0
+	lam, lastReg := 0.0, 0.0
 	err = r.adamLoop(exec, args, groups, o.WeightIters, xin.n, idx, &rep,
 		func(it int, args []any) error {
 			lam = 0
@@ -197,6 +205,7 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 		func(it int, out []*tensors.Tensor) (float64, string) {
 			rec := float64(tensors.ToScalar[float32](out[0]))
 			reg := float64(tensors.ToScalar[float32](out[1]))
+			lastReg = reg
 			if qdrop {
 				rng = out[2]
 			}
@@ -205,6 +214,23 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 		})
 	if err != nil {
 		return err
+	}
+	var vs [][]float32
+	nw := 0
+	for _, k := range vKeys {
+		v := tensors.MustCopyFlatData[float32](r.Q.tensor(k))
+		vs = append(vs, v)
+		nw += len(v)
+	}
+	if o.WeightIters > 0 && nw > 0 {
+		rep.HDecided, rep.RoundPerWeight = ptr(decided(vs...)), ptr(lastReg/float64(nw))
+	}
+	if o.UnitLosses {
+		l, err := r.cacheLoss(u, r.unitMode(done, u, RoundHard), xin, yfp, 2)
+		if err != nil {
+			return err
+		}
+		rep.LossAfter = ptr(l)
 	}
 	rep.Seconds = time.Since(t0).Seconds()
 	r.Report.Units = append(r.Report.Units, rep)

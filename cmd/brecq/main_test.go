@@ -451,3 +451,42 @@ func TestEvalReadsExport(t *testing.T) {
 	args = []string{"eval", "--depth", "14", "--model", "q.safetensors"}
 	expect(t, run(t, dir, args...), 1, args, "not a quantized export of resnet14")
 }
+
+// TestQuantizeUnitLosses: --unit-losses puts each unit's whole-cache losses
+// in the run record; without it only h decided and the rounding penalty are
+// there, for the weight stage.
+func TestQuantizeUnitLosses(t *testing.T) {
+	dir := t.TempDir()
+	for _, on := range []bool{false, true} {
+		args := []string{"quantize", "--depth", "8", "--model", ckpt, "--wbits", "2", "--abits", "4",
+			"--iters", "4", "--act-iters", "2", "--calib", "16", "--quiet", "--json", "r.json"}
+		if on {
+			args = append(args, "--unit-losses")
+		}
+		expect(t, run(t, dir, args...), 0, args)
+		b, err := os.ReadFile(filepath.Join(dir, "r.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec struct {
+			Units []map[string]any `json:"units"`
+		}
+		if err := json.Unmarshal(b, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if len(rec.Units) == 0 {
+			t.Fatalf("%v: no units in the record", args)
+		}
+		for _, u := range rec.Units {
+			_, hasBefore := u["loss_before"]
+			_, hasAfter := u["loss_after"]
+			_, hasH := u["h_decided"]
+			if hasBefore != on || hasAfter != on {
+				t.Errorf("--unit-losses %v: unit %v %v has loss_before %v, loss_after %v", on, u["unit"], u["stage"], hasBefore, hasAfter)
+			}
+			if hasH != (u["stage"] == "weights") {
+				t.Errorf("unit %v %v: h_decided present = %v", u["unit"], u["stage"], hasH)
+			}
+		}
+	}
+}

@@ -28,7 +28,7 @@ type quantFlags struct {
 	method, gran, loss, out, jsonOut, cacheDir               *string
 	state, resume, onnxOut, actInput, actInit                *string
 	actInitImages                                            *int
-	authors                                                  *bool
+	authors, unitLosses                                      *bool
 	wbits, abits, iters, actIters, calib                     *int
 	batch, firstLast, clsIn, stemOut                         *int
 	seed                                                     *uint64
@@ -71,6 +71,7 @@ func addQuantFlags(fs *flag.FlagSet) *quantFlags {
 		actInput:      fs.String("act-input", "quantized", "activation stage: LSQ reads each unit's input from the quantized network (quantized) or the FP network (fp, the authors' code)"),
 		actInit:       fs.String("act-init", "unit", "activation ranges initialised unit by unit after the upstream LSQ (unit) or once over the whole network before any LSQ (network, the authors' code)"),
 		actInitImages: fs.Int("act-init-images", 256, "calibration images (cached inputs) of the activation range search (the authors' code: 64)"),
+		unitLosses:    fs.Bool("unit-losses", false, "record each unit's loss over its whole calibration cache before and after each stage (two extra passes per unit; the optimisation is unchanged)"),
 		authors:       fs.Bool("authors", false, "the activation stage exactly as the BRECQ authors' code runs it: --act-input fp --act-init network --act-init-images 64 --classifier-input-bits 0 (overrides those flags)"),
 	}
 }
@@ -167,6 +168,7 @@ func (f *quantFlags) options() (brecq.Options, error) {
 	if *f.actInitImages != 256 {
 		opt.ActInitImages = *f.actInitImages
 	}
+	opt.UnitLosses = *f.unitLosses
 	if *f.authors {
 		opt = opt.AuthorsActivationStage()
 	}
