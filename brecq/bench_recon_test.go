@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 
@@ -85,6 +87,76 @@ func BenchmarkRoundingRegularizer(b *testing.B) {
 			exec.MustCall(vt, float32(7.5))
 			for b.Loop() {
 				exec.MustCall(vt, float32(7.5))
+			}
+		})
+	}
+}
+
+// BenchmarkStepCallOverhead times what a step-graph call costs besides the
+// unit's arithmetic (issue: per-call overhead), on the shapes of
+// BenchmarkBlockWeightIter's first block (ResNet-8, 28×28, batch 32):
+//
+//	feed              the whole QNet feed (every layer's weight, bias,
+//	                  scales, zero points, V; every activation point's step
+//	                  size and zero point) into a graph that reads one tiny input
+//	minibatch-reused  input and target [16, 32, 28, 28] passed as the same
+//	                  tensors every call, graph = ReduceAllSum(x − y)
+//	minibatch-fresh   the same with new host tensors every call, as the
+//	                  loop does with each drawn minibatch (cache.batch)
+//
+// Compare each ns/op with BenchmarkBlockWeightIter's block-ms/iter.
+func BenchmarkStepCallOverhead(b *testing.B) {
+	be := testBackend(b)
+	net, err := models.CIFARResNet(8, 1, 1, 28, 28, 10)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := fptrain.Init(net, 1)
+	calib := tensors.FromShape(shapes.Make(dtypes.Float32, 64, 1, 28, 28))
+	q, err := NewQuantizer(be, net, p, calib, DefaultOptions(2, 4))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, pt := range ActPoints(net) { // every point with a quantizer, as in the activation stage
+		q.Q.AQ[pt] = QParams{Bits: 4, Scale: []float32{0.1}, ZeroPoint: []float32{0}}
+	}
+	for _, l := range net.Layers() {
+		if wq, ok := q.Q.WQ[l.Name]; ok {
+			q.Q.V[l.Name] = InitAdaRoundV(tensors.MustCopyFlatData[float32](q.Q.FP[l.Name+".weight"]), wq)
+		}
+	}
+	f := q.Q.feed(nil)
+	tiny := tensors.FromShape(shapes.Make(dtypes.Float32, 4))
+	b.Run("feed", func(b *testing.B) {
+		exec, err := graph.NewExec(be, func(in []*graph.Node) []*graph.Node {
+			return []*graph.Node{graph.ReduceAllSum(in[len(f.keys)])}
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer exec.Finalize()
+		b.ReportMetric(float64(len(f.keys)), "inputs")
+		for b.Loop() {
+			if _, err := exec.Call(f.args(tiny)...); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	mb := shapes.Make(dtypes.Float32, 16, 32, 28, 28)
+	for _, fresh := range []bool{false, true} {
+		name := "minibatch-reused"
+		if fresh {
+			name = "minibatch-fresh"
+		}
+		b.Run(name, func(b *testing.B) {
+			exec := graph.MustNewExec(be, func(x, y *graph.Node) *graph.Node { return graph.ReduceAllSum(graph.Sub(x, y)) })
+			defer exec.Finalize()
+			x, y := tensors.FromShape(mb), tensors.FromShape(mb)
+			for b.Loop() {
+				if fresh {
+					x, y = tensors.FromShape(mb), tensors.FromShape(mb)
+				}
+				exec.MustCall(x, y)
 			}
 		})
 	}
