@@ -99,13 +99,19 @@ func BenchmarkConvFwdBwd(b *testing.B) {
 //	go test -v -run TestBenchConvFwdBwd ./brecq/nn/ -bench_duration 2s
 func TestBenchConvFwdBwd(t *testing.T) {
 	microbench.Enabled(t)
+	width := 0 // One table: names padded to the longest (go-benchmarks pads per call).
+	for _, c := range convBenchCases {
+		for _, p := range convBenchPaths(c) {
+			width = max(width, len(c.name+"/"+p.name))
+		}
+	}
 	for i, c := range convBenchCases {
 		var fns []benchmarks.NamedFunction
 		var finalizers []func()
 		for _, p := range convBenchPaths(c) {
 			run, finalize := convFwdBwd(t, c, p)
 			finalizers = append(finalizers, finalize)
-			fns = append(fns, microbench.Named(c.name+"/"+p.name, run))
+			fns = append(fns, microbench.Named(fmt.Sprintf("%-*s", width, c.name+"/"+p.name), run))
 		}
 		microbench.Run(t, i == 0, 1, fns...)
 		for _, f := range finalizers {
