@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	mg "github.com/erkkah/margaid"
 	"github.com/erkkah/margaid/brackets"
@@ -51,7 +52,7 @@ type Mark struct {
 // Plot is a small 2-D chart, rendered by margaid to an SVG (see SVG).
 type Plot struct {
 	Title, XLabel, YLabel string
-	W, H                  int // default 420×300 (the frame is inset by 60 on each side)
+	W, H                  int // default 420×300, taller for a long YLabel (the frame is inset by 60 on each side)
 	LogX, LogY            bool
 	XMin, XMax            *float64 // optional fixed ranges; a Step series is cut at them, any other series must stay inside
 	YMin, YMax            *float64
@@ -236,6 +237,12 @@ const (
 // markers are margaid's marker names, with the glyph the legend shows for them.
 var markers = []struct{ name, glyph string }{{"filled-circle", "●"}, {"circle", "○"}, {"filled-square", "■"}, {"square", "□"}}
 
+// labelCharW is the width of a character of the axis titles (11 px bold sans-serif), an
+// estimate: SVG text cannot be measured before it is rendered.
+const labelCharW = 6.6
+
+// size returns the image size: W×H (default 420×300), taller when the y-axis title is longer
+// than the frame (margaid writes it along the frame's left edge, centred, without wrapping).
 func (p Plot) size() (w, h int) {
 	w, h = p.W, p.H
 	if w == 0 {
@@ -244,7 +251,8 @@ func (p Plot) size() (w, h int) {
 	if h == 0 {
 		h = defaultH
 	}
-	return w, h
+	need := labelCharW*float64(utf8.RuneCountInString(p.YLabel)) + 10 + 2*chartInset
+	return w, max(h, int(math.Ceil(need)))
 }
 
 // ranges returns the x and y axes: the data's range (x padded by 3% when there are points,

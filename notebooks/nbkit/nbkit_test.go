@@ -321,3 +321,23 @@ func TestHeatmapSeparators(t *testing.T) {
 		t.Errorf("non-square heat map drew %d separators, want 1", n)
 	}
 }
+
+// TestPlotTallForLongYLabel: margaid writes the y-axis title along the frame without wrapping,
+// so a title longer than the default frame makes the image taller (by the estimated text length).
+func TestPlotTallForLongYLabel(t *testing.T) {
+	height := func(p Plot) int {
+		var h int
+		if _, err := fmt.Sscanf(p.SVG()[strings.Index(p.SVG(), `height="`):], `height="%d"`, &h); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	s := []Series{{X: []float64{0, 1}, Y: []float64{0, 1}}}
+	if h := height(Plot{Series: s, YLabel: "short"}); h != defaultH {
+		t.Errorf("short y title: height %d, want the default %d", h, defaultH)
+	}
+	long := strings.Repeat("x", 40)
+	if h := height(Plot{Series: s, YLabel: long}); float64(h) < 40*labelCharW+2*chartInset {
+		t.Errorf("40-character y title: height %d, frame shorter than the title", h)
+	}
+}
