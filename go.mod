@@ -3,6 +3,7 @@ module github.com/brecq-go/brecq
 go 1.26.5
 
 require (
+	github.com/erkkah/margaid v0.3.0
 	github.com/gomlx/compute v0.1.6
 	github.com/gomlx/go-xla v0.4.5
 	github.com/gomlx/gomlx v0.28.8

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# scripts/bench.sh — speed on this machine (Go backend): 3x3 convolution
-# forward+backward GFLOP/s, ResNet-20 forward images/s at batch 256 and
-# train-step time at batch 128 (go test benchmarks), then `brecq bench`:
+# scripts/bench.sh — speed on this machine (Go backend): the micro-benchmarks
+# (one forward+backward pass of each convolution case and path of brecq/nn,
+# ResNet-20 forward at batch 256 and one train step at batch 128), each timed
+# for $BENCH_DURATION (default 5s) by github.com/janpfeifer/go-benchmarks,
+# which prints mean, median and 10th / 90th percentile per call (TestBench…
+# functions, see internal/microbench; `go test -bench` runs the same code as
+# Go benchmarks), then `brecq bench`:
 # BRECQ calibration iteration times, caching, Fisher pass, extrapolated
 # whole-calibration time and peak memory, each beside the reference of the
 # authors' PyTorch code (PyTorch 1.13 CPU, 2 threads, same machine; e.g.
@@ -11,8 +15,8 @@
 set -euo pipefail
 export GOEXPERIMENT=simd
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-count=${BENCH_COUNT:-3}
-go test -run '^$' -bench 'Conv3x3FwdBwd' -benchtime 10x -count "$count" ./brecq/nn/
-go test -run '^$' -bench 'Forward256|TrainStep128' -benchtime 5x -count "$count" ./brecq/fptrain/
+dur=${BENCH_DURATION:-5s}
+go test -count=1 -v -run '^TestBenchConvFwdBwd$' ./brecq/nn/ -bench_duration "$dur"
+go test -count=1 -v -run '^TestBenchResNet20$' ./brecq/fptrain/ -bench_duration "$dur"
 mkdir -p results
 go run ./cmd/brecq bench --json results/bench.json "$@"

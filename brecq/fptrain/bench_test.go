@@ -9,10 +9,11 @@ import (
 
 	"github.com/brecq-go/brecq/brecq/engine/enginetest"
 	"github.com/brecq-go/brecq/brecq/models"
+	"github.com/brecq-go/brecq/internal/microbench"
 )
 
-func benchBackend(b *testing.B) compute.Backend {
-	return enginetest.Backend(b)
+func benchBackend(tb testing.TB) compute.Backend {
+	return enginetest.Backend(tb)
 }
 
 func benchBatch(n int) (*tensors.Tensor, *tensors.Tensor) {
@@ -28,41 +29,64 @@ func benchBatch(n int) (*tensors.Tensor, *tensors.Tensor) {
 	return tensors.FromFlatDataAndDimensions(x, n, 1, 28, 28), tensors.FromFlatDataAndDimensions(y, n)
 }
 
-// BenchmarkForward256 is FP ResNet-20 inference on a batch of 256 28x28 images.
-func BenchmarkForward256(b *testing.B) {
-	be := benchBackend(b)
+// forward256 builds FP ResNet-20 inference on a batch of 256 28x28 images, runs it once
+// (compilation) and returns a function running it again.
+func forward256(tb testing.TB) func() {
 	net := models.ResNet20()
-	ev, err := NewEvaluator(be, net, Init(net, 1))
+	ev, err := NewEvaluator(benchBackend(tb), net, Init(net, 1))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	x, _ := benchBatch(256)
-	if _, err := ev.Logits(x); err != nil {
-		b.Fatal(err)
-	}
-	for b.Loop() {
+	run := func() {
 		if _, err := ev.Logits(x); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
+	}
+	run()
+	return run
+}
+
+// trainStep128 builds one SGD step of ResNet-20 on a batch of 128, runs it once
+// (compilation) and returns a function running another step.
+func trainStep128(tb testing.TB) func() {
+	net := models.ResNet20()
+	tr, err := NewTrainer(benchBackend(tb), net, Init(net, 1), Options{Momentum: 0.9, WeightDecay: 5e-4})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	x, y := benchBatch(128)
+	run := func() {
+		if _, _, err := tr.Step(x, y, 0.01); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	run()
+	return run
+}
+
+// BenchmarkForward256 is FP ResNet-20 inference on a batch of 256 28x28 images.
+func BenchmarkForward256(b *testing.B) {
+	run := forward256(b)
+	for b.Loop() {
+		run()
 	}
 	b.ReportMetric(256*float64(b.N)/b.Elapsed().Seconds(), "images/s")
 }
 
 // BenchmarkTrainStep128 is one SGD step of ResNet-20 on a batch of 128.
 func BenchmarkTrainStep128(b *testing.B) {
-	be := benchBackend(b)
-	net := models.ResNet20()
-	tr, err := NewTrainer(be, net, Init(net, 1), Options{Momentum: 0.9, WeightDecay: 5e-4})
-	if err != nil {
-		b.Fatal(err)
-	}
-	x, y := benchBatch(128)
-	if _, _, err := tr.Step(x, y, 0.01); err != nil {
-		b.Fatal(err)
-	}
+	run := trainStep128(b)
 	for b.Loop() {
-		if _, _, err := tr.Step(x, y, 0.01); err != nil {
-			b.Fatal(err)
-		}
+		run()
 	}
+}
+
+// TestBenchResNet20 times BenchmarkForward256's and BenchmarkTrainStep128's calls with
+// go-benchmarks (median and 10th/90th percentiles of one call):
+//
+//	go test -v -run TestBenchResNet20 ./brecq/fptrain/ -bench_duration 5s
+func TestBenchResNet20(t *testing.T) {
+	microbench.Enabled(t)
+	microbench.Run(t, true, 1, microbench.Named("Forward256", forward256(t)), microbench.Named("TrainStep128", trainStep128(t)))
 }

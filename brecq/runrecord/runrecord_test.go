@@ -39,13 +39,6 @@ func TestLoadFindNearest(t *testing.T) {
 	}
 }
 
-func TestBarChartSVG(t *testing.T) {
-	svg := BarChartSVG("t", []string{"W2A4"}, []string{"a", "b"}, [][]float64{{50, 75}}, 0, 100)
-	if strings.Count(svg, "<rect") != 4 { // two bars, two legend swatches
-		t.Fatalf("want 2 bars + 2 legend boxes, got %d rects", strings.Count(svg, "<rect"))
-	}
-}
-
 // TestFindPrefersCommonBudgetAndSkipsOthers: a variant with another
 // calibration size does not stand in for the main table's run; non-record
 // JSON beside the records is skipped; malformed JSON is an error.

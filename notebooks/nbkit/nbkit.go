@@ -1,7 +1,8 @@
 // Package nbkit holds the small helpers shared by the notebooks in notebooks/:
 // the budget switch, a per-kernel cache (GoNB runs every cell as a new
 // program, so results that later cells need are cached on disk), Markdown
-// tables, a small MLP trained with plain GoMLX, MNIST subsets and SVG plots.
+// tables, a small MLP trained with plain GoMLX, MNIST subsets and charts (line,
+// scatter, histogram and bar charts drawn by margaid, see chart.go; heat maps in svg.go).
 // The mathematics the notebooks are about stays in the notebooks.
 package nbkit
 

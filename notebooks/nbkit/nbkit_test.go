@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -34,11 +33,19 @@ func TestPlots(t *testing.T) {
 	if len(e) != 5 || f[0] != 0.5 || f[3] != 0.5 {
 		t.Fatalf("Hist: edges %v frac %v", e, f)
 	}
-	p := Plot{Title: "a<b", XLabel: "x", YLabel: "y", LogY: true, Legend: true,
+	le, lf := LogHist([]float64{0.01, 0.5, 50, 0}, 1e-2, 1e2, 4) // log10 bins [-2,-1) [-1,0) [0,1) [1,2]
+	if math.Abs(le[2]-1) > 1e-12 || lf[0] != 0.5 || lf[1] != 0.25 || lf[3] != 0.25 {
+		t.Fatalf("LogHist: edges %v frac %v", le, lf)
+	}
+	p := Plot{Title: "a<b", XLabel: "x<", YLabel: "y&", LogY: true, Legend: true,
 		Series: []Series{{Name: "s", X: []float64{1, 2, 3}, Y: []float64{1, 10, 0}},
-			{Name: "h", X: e, Y: f, Step: true, Fill: true}, {X: []float64{1}, Y: []float64{2}, Points: true}},
-		Marks: []Mark{{X: 2, Label: "m", Dashed: true}}}
-	wellFormed(t, p.SVG())
+			{Name: "h", X: e, Y: f, Step: true}, {X: []float64{1}, Y: []float64{2}, Points: true}},
+		Marks: []Mark{{X: []float64{2}, Label: "m"}}}
+	svg := p.SVG()
+	wellFormed(t, svg)
+	if strings.Contains(svg, "cannot") { // margaid's error text, e.g. for a value ≤ 0 on a log axis
+		t.Fatalf("margaid drew an error:\n%s", svg)
+	}
 	wellFormed(t, Plot{Series: []Series{{X: []float64{0}, Y: []float64{math.NaN()}}}}.SVG())
 	hm := Heatmap{Title: "h", Values: [][]float64{{0, 1}, {math.NaN(), 2}}, RowLabels: []string{"a", "b"},
 		ColLabels: []string{"c", "d"}, Separators: []int{1}, Caption: "log"}
@@ -154,52 +161,183 @@ func TestClock(t *testing.T) {
 	}
 }
 
-// TestPlotFrame checks that nothing is drawn outside the frame when fixed ranges cut the data,
-// that a name drawn as dots and line is one legend entry in one colour, and that a non-square
-// heat map draws its separators inside the grid only.
-func TestPlotFrame(t *testing.T) {
-	p := Plot{W: 300, H: 200, LogY: true, YMin: F(0.5), YMax: F(2), Legend: true,
-		Series: []Series{{Name: "u", X: []float64{1, 2, 3, 4}, Y: []float64{1, 0.01, 1, 100}, Points: true},
-			{Name: "u", X: []float64{1, 2, 3, 4}, Y: []float64{1, 0.01, 1, 100}},
-			{Name: "h", X: []float64{0, 1, 2, 3, 4}, Y: []float64{1e-6, 1, 1, 50}, Step: true, Fill: true}},
-		Marks: []Mark{{X: 10}}}
+// drawn is what margaid drew for the data: the polylines and rectangles inside groups
+// stroked or filled with a plot colour (hsl(…), margaid's palette), in the frame's
+// coordinates (origin at the bottom-left corner of the frame, y up).
+type drawn struct {
+	paths [][][2]float64
+	rects [][4]float64 // x, y, width, height
+}
+
+func parseDrawn(t *testing.T, svg string) drawn {
+	t.Helper()
+	var out drawn
+	d := xml.NewDecoder(strings.NewReader(svg))
+	var colored []bool
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			break
+		}
+		switch el := tok.(type) {
+		case xml.StartElement:
+			c := len(colored) > 0 && colored[len(colored)-1]
+			for _, a := range el.Attr {
+				if a.Name.Local == "stroke" || a.Name.Local == "fill" {
+					c = c || strings.HasPrefix(a.Value, "hsl(")
+				}
+			}
+			colored = append(colored, c)
+			if !c {
+				continue
+			}
+			attr := map[string]string{}
+			for _, a := range el.Attr {
+				attr[a.Name.Local] = a.Value
+			}
+			switch el.Name.Local {
+			case "path":
+				var pts [][2]float64
+				for _, f := range strings.Fields(attr["d"]) {
+					var x, y float64
+					if _, err := fmt.Sscanf(f[1:], "%g,%g", &x, &y); err != nil {
+						t.Fatalf("path %q: %v", attr["d"], err)
+					}
+					pts = append(pts, [2]float64{x, y})
+				}
+				out.paths = append(out.paths, pts)
+			case "rect":
+				var r [4]float64
+				for i, k := range []string{"x", "y", "width", "height"} {
+					fmt.Sscanf(attr[k], "%g", &r[i])
+				}
+				out.rects = append(out.rects, r)
+			}
+		case xml.EndElement:
+			colored = colored[:len(colored)-1]
+		}
+	}
+	return out
+}
+
+func near(a, b [2]float64) bool { return math.Abs(a[0]-b[0]) < 1e-3 && math.Abs(a[1]-b[1]) < 1e-3 }
+
+// TestPlotGeometry checks margaid's drawing against positions computed by hand: a 400×300
+// chart has a 280×180 frame (inset 60); x linear on [0, 10], y log on [1e-2, 1e2].
+func TestPlotGeometry(t *testing.T) {
+	const pw, ph = 280.0, 180.0
+	p := Plot{W: 400, H: 300, LogY: true, XMin: F(0), XMax: F(10), YMin: F(1e-2), YMax: F(1e2), Legend: true,
+		Series: []Series{
+			{Name: "line", X: []float64{0, 5, 10, 7}, Y: []float64{1e-2, 1, 1e2, 0}}, // (7, 0) cannot be shown on log y: left out
+			// Bins [0,2) [2,4) [4,6) [6,10]: below the range (cut at the bottom), 1, empty, above (cut at the top).
+			{Name: "hist", X: []float64{0, 2, 4, 6, 10}, Y: []float64{1e-6, 1, 0, 50e3}, Step: true},
+			{Name: "dots", X: []float64{5}, Y: []float64{10}, Points: true}},
+		Marks: []Mark{{X: []float64{2.5, 11, 5}, Label: "marks"}, {X: []float64{11}, Label: "off the frame"}}}
 	svg := p.SVG()
 	wellFormed(t, svg)
-	left, right, top, bottom := 58.0, 300-18.0, 24.0, 200-40.0
-	re := regexp.MustCompile(`points="([^"]*)"|cx="([-0-9.]+)" cy="([-0-9.]+)"`)
-	for _, m := range re.FindAllStringSubmatch(svg, -1) {
-		var pts []string
-		if m[1] != "" {
-			pts = strings.Fields(m[1])
-		} else {
-			pts = []string{m[2] + "," + m[3]}
+	got := parseDrawn(t, svg)
+	want := [][][2]float64{
+		{{0, 0}, {pw / 2, ph / 2}, {pw, ph}},
+		{{0, 0}, {0, 0}, {56, 0}, {56, ph / 2}, {112, ph / 2}, {112, 0}, {168, 0}, {168, ph}, {pw, ph}, {pw, 0}},
+		{{pw / 2, 0.75 * ph}, {pw / 2, 0.75 * ph}},
+		{{70, 0}, {70, ph}, {pw / 2, ph}, {pw / 2, 0}}, // 2.5 and 5 as one comb; 11 is off the frame
+	}
+	if len(got.paths) != len(want) {
+		t.Fatalf("drew %d curves, want %d: %v", len(got.paths), len(want), got.paths)
+	}
+	for i := range want {
+		if len(got.paths[i]) != len(want[i]) {
+			t.Fatalf("curve %d: %v, want %v", i, got.paths[i], want[i])
 		}
-		for _, pt := range pts {
-			var x, y float64
-			if _, err := fmt.Sscanf(pt, "%g,%g", &x, &y); err != nil {
-				t.Fatal(err)
-			}
-			if x < left-0.1 || x > right+0.1 || y < top-0.1 || y > bottom+0.1 {
-				t.Errorf("point %s outside the frame [%g,%g]×[%g,%g]", pt, left, right, top, bottom)
+		for k := range want[i] {
+			if !near(got.paths[i][k], want[i][k]) {
+				t.Errorf("curve %d point %d: %v, want %v", i, k, got.paths[i][k], want[i][k])
 			}
 		}
 	}
-	if n := strings.Count(svg, ">u</text>"); n != 1 {
-		t.Errorf("legend has %d entries for u, want 1", n)
+	for _, name := range []string{">line<", ">hist<", ">dots ●<", ">marks<"} {
+		if n := strings.Count(svg, name); n != 1 {
+			t.Errorf("%s appears %d times, want once (legend)", name, n)
+		}
 	}
-	if c := p.seriesColors(); c[0] != c[1] || c[0] == c[2] {
-		t.Errorf("colours %v: the two u series must share one, h another", c)
+	if strings.Contains(svg, "off the frame") {
+		t.Error("a mark with no line inside the x range is in the legend")
 	}
-	if x0, y0, x1, y1, ok := clipSegment(0, 0, 10, 10, 2, 8, 0, 5); !ok || x0 != 2 || y0 != 2 || x1 != 5 || y1 != 5 {
-		t.Errorf("clipSegment = %g,%g %g,%g %v", x0, y0, x1, y1, ok)
+	// Same chart, same bytes (margaid writes attributes in map order; SVG sorts them).
+	for range 10 {
+		if p.SVG() != svg {
+			t.Fatal("two renderings of one plot differ")
+		}
 	}
-	if _, _, _, _, ok := clipSegment(0, 9, 10, 9, 2, 8, 0, 5); ok {
-		t.Error("clipSegment kept a segment above the rectangle")
+	// A line leaving a fixed range would be drawn outside the frame: refused, naming the series.
+	func() {
+		defer func() {
+			if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), `"far"`) {
+				t.Errorf("out-of-range line: recovered %v", r)
+			}
+		}()
+		Plot{YMax: F(1), Series: []Series{{Name: "far", X: []float64{0, 1}, Y: []float64{0, 2}}}}.SVG()
+	}()
+}
+
+// TestBars checks bar heights against (v − YMin)/(YMax − YMin) of the frame's height, NaN as
+// no bar and values outside the range cut at it.
+func TestBars(t *testing.T) {
+	b := Bars{Title: "t", W: 500, H: 300, Groups: []string{"W2A4", "W4A4"}, Series: []string{"a", "b"},
+		Values: [][]float64{{50, 75}, {math.NaN(), 120}}, YMin: 40, YMax: 100}
+	svg := b.SVG()
+	wellFormed(t, svg)
+	var heights []float64
+	for _, r := range parseDrawn(t, svg).rects {
+		if r[2] == r[3] { // legend swatches are squares of the label size
+			continue
+		}
+		heights = append(heights, r[3])
 	}
+	const ph = 180.0
+	want := []float64{ph * 10 / 60, ph * 35 / 60, ph} // series a: 50 (W4A4: NaN); series b: 75, 120 cut at 100
+	if len(heights) != len(want) {
+		t.Fatalf("bar heights %v, want %v", heights, want)
+	}
+	for i := range want {
+		if math.Abs(heights[i]-want[i]) > 1e-3 {
+			t.Errorf("bar heights %v, want %v", heights, want)
+			break
+		}
+	}
+	for _, s := range []string{">W2A4<", ">W4A4<", ">a<", ">b<"} {
+		if !strings.Contains(svg, s) {
+			t.Errorf("no %s in the bar chart", s)
+		}
+	}
+}
+
+// TestHeatmapSeparators: a non-square heat map draws its separators inside the grid only.
+func TestHeatmapSeparators(t *testing.T) {
 	hm := Heatmap{Values: [][]float64{{0, 1}, {1, 2}, {2, 3}, {3, 4}}, Separators: []int{3}, Cell: 10}
-	svg = hm.SVG()
+	svg := hm.SVG()
 	// One horizontal separator (rows), none vertical (3 ≥ 2 columns, not square).
 	if n := strings.Count(svg, `stroke="#d62728"`); n != 1 {
 		t.Errorf("non-square heat map drew %d separators, want 1", n)
+	}
+}
+
+// TestPlotTallForLongYLabel: margaid writes the y-axis title along the frame without wrapping,
+// so a title longer than the default frame makes the image taller (by the estimated text length).
+func TestPlotTallForLongYLabel(t *testing.T) {
+	height := func(p Plot) int {
+		var h int
+		if _, err := fmt.Sscanf(p.SVG()[strings.Index(p.SVG(), `height="`):], `height="%d"`, &h); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	s := []Series{{X: []float64{0, 1}, Y: []float64{0, 1}}}
+	if h := height(Plot{Series: s, YLabel: "short"}); h != defaultH {
+		t.Errorf("short y title: height %d, want the default %d", h, defaultH)
+	}
+	long := strings.Repeat("x", 40)
+	if h := height(Plot{Series: s, YLabel: long}); float64(h) < 40*labelCharW+2*chartInset {
+		t.Errorf("40-character y title: height %d, frame shorter than the title", h)
 	}
 }
