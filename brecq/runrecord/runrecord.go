@@ -149,7 +149,8 @@ func CommonBudget(recs []*Quant) Budget {
 // (granularity and loss are ignored for nearest rounding), preferring one
 // at the common budget and with the plain Fisher weights (so variants with
 // other calibration sizes, iteration counts or Fisher mixes do not stand in
-// for the main table), or nil.
+// for the main table) and, above all, with the default activation stage
+// (DefaultActivationStage); only records of the shipped ResNet-20; or nil.
 func Find(recs []*Quant, wbits, abits int, method brecq.Method, g brecq.Granularity, loss brecq.Loss) *Quant {
 	common := CommonBudget(recs)
 	var best *Quant
@@ -162,7 +163,13 @@ func Find(recs []*Quant, wbits, abits int, method brecq.Method, g brecq.Granular
 		if method != brecq.MethodNearest && (o.Granularity != g || o.Loss != loss) {
 			continue
 		}
+		if !shippedModel(r) {
+			continue
+		}
 		score := 0
+		if DefaultActivationStage(o) {
+			score += 4
+		}
 		if method == brecq.MethodNearest || BudgetOf(r) == common {
 			score += 2
 		}
@@ -176,15 +183,29 @@ func Find(recs []*Quant, wbits, abits int, method brecq.Method, g brecq.Granular
 	return best
 }
 
+// DefaultActivationStage reports whether a run used the tool's default
+// activation stage (LSQ on quantized inputs, ranges unit by unit on 256
+// images, the classifier input at 8 bits): the settings of the main results
+// table, which Find prefers over runs with --authors or --act-input fp.
+func DefaultActivationStage(o brecq.Options) bool {
+	return o.ActInput == brecq.ActInputQuantized && o.ActInit == brecq.ActInitUnit && o.ActInitImages == 0 &&
+		o.ClassifierInputBits == 8
+}
+
+// shippedModel reports whether a record is of the shipped ResNet-20 (records
+// of other networks, e.g. the MobileNetV2 testbed, are never picked by Find).
+func shippedModel(r *Quant) bool { return r.Model == "" || r.Model == "resnet20" }
+
 // Nearest returns nearest-rounding top-1 at W/A from a dedicated record or
 // from a --compare record, and whether one was found.
 func Nearest(recs []*Quant, wbits, abits int) (float64, bool) {
-	if r := Find(recs, wbits, abits, brecq.MethodNearest, "", ""); r != nil {
+	if r := Find(recs, wbits, abits, brecq.MethodNearest, "", ""); r != nil && DefaultActivationStage(r.Options) {
 		return r.QuantTop1, true
 	}
 	common := CommonBudget(recs)
 	for _, r := range recs {
-		if r.Options.WBits == wbits && r.Options.ABits == abits && r.NearestTop1 > 0 && r.Calib == common.Calib && r.Mixed == nil {
+		if r.Options.WBits == wbits && r.Options.ABits == abits && r.NearestTop1 > 0 && r.Calib == common.Calib && r.Mixed == nil &&
+			shippedModel(r) && DefaultActivationStage(r.Options) {
 			return r.NearestTop1, true
 		}
 	}

@@ -15,7 +15,7 @@ func TestLoadFindNearest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("a.json", `{"options":{"Method":"brecq","WBits":2,"ABits":4,"Granularity":"block","Loss":"mse"},"quant_top1":80.5,"fp_top1":90.1,"nearest_top1":40.2}`)
+	write("a.json", `{"options":{"Method":"brecq","WBits":2,"ABits":4,"Granularity":"block","Loss":"mse","ClassifierInputBits":8},"quant_top1":80.5,"fp_top1":90.1,"nearest_top1":40.2}`)
 	write("b.json", `{"options":{"Method":"adaround","WBits":2,"ABits":4,"Granularity":"layer","Loss":"mse"},"quant_top1":79}`)
 	recs, err := LoadGlob(filepath.Join(dir, "*.json"))
 	if err != nil || len(recs) != 2 {
@@ -50,7 +50,7 @@ func TestFindPrefersCommonBudgetAndSkipsOthers(t *testing.T) {
 		}
 	}
 	rec := func(method string, calib int, top1 float64, nearest float64) string {
-		return `{"options":{"Method":"` + method + `","WBits":2,"ABits":4,"Granularity":"block","Loss":"mse","WeightIters":300,"ActIters":100},` +
+		return `{"options":{"Method":"` + method + `","WBits":2,"ABits":4,"Granularity":"block","Loss":"mse","WeightIters":300,"ActIters":100,"ClassifierInputBits":8},` +
 			`"calib_images":` + itoa(calib) + `,"quant_top1":` + ftoa(top1) + `,"nearest_top1":` + ftoa(nearest) + `}`
 	}
 	write("a-c128.json", rec("brecq", 128, 70, 10))
@@ -86,5 +86,34 @@ func TestFindPrefersPlainFisher(t *testing.T) {
 	recs := []*Quant{mk(0.5, 1), mk(1, 2)}
 	if r := Find(recs, 2, 4, "brecq", "block", "fisher"); r == nil || r.QuantTop1 != 2 {
 		t.Fatalf("Find picked %+v, want the α = 1 record", r)
+	}
+}
+
+// TestFindPrefersDefaultActivationStage: a run with the authors' activation
+// stage (--authors), even at a higher top-1, does not stand in for the main
+// table's default run, nor does a record of another network.
+func TestFindPrefersDefaultActivationStage(t *testing.T) {
+	mk := func(model string, authors bool, top1, nearest float64) *Quant {
+		r := &Quant{Model: model, QuantTop1: top1, NearestTop1: nearest, Calib: 1024}
+		o := &r.Options
+		o.Method, o.WBits, o.ABits, o.Granularity, o.Loss = "brecq", 2, 2, "block", "mse"
+		o.WeightIters, o.ActIters, o.ClassifierInputBits = 300, 100, 8
+		if authors {
+			*o = o.AuthorsActivationStage()
+		}
+		return r
+	}
+	recs := []*Quant{mk("resnet20", true, 64, 17), mk("mobilenetv2-s1", false, 70, 30), mk("resnet20", false, 61, 16)}
+	if r := Find(recs, 2, 2, "brecq", "block", "mse"); r == nil || r.QuantTop1 != 61 {
+		t.Fatalf("Find picked %+v, want the default run (61)", r)
+	}
+	if v, ok := Nearest(recs, 2, 2); !ok || v != 16 {
+		t.Fatalf("Nearest = %v, %v; want 16 from the default run", v, ok)
+	}
+	if r := Find(recs[:2], 2, 2, "brecq", "block", "mse"); r == nil || r.QuantTop1 != 64 {
+		t.Fatalf("without a default run Find picked %+v, want the --authors run of the shipped model", r)
+	}
+	if _, ok := Nearest(recs[:2], 2, 2); ok {
+		t.Fatalf("Nearest used a non-default or other-network record")
 	}
 }
