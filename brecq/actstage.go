@@ -229,9 +229,9 @@ func (r *Quantizer) learnStepSizes(u *Unit, xin, yfp *cache, on map[string]bool,
 			stepSlot.set(args, float32(it+1))
 			return nil
 		},
-		func(_ int, out []*tensors.Tensor) (float64, string) {
-			loss := float64(tensors.ToScalar[float32](out[0]))
-			return loss, fmt.Sprintf("lp %.4g", loss)
+		func(_ int, out []*tensors.Tensor, st *IterStats) string {
+			st.Rec = float64(tensors.ToScalar[float32](out[0]))
+			return fmt.Sprintf("lp %.4g", st.Rec)
 		})
 	if err != nil {
 		return err

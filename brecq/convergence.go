@@ -70,4 +70,14 @@ func decided(vs ...[]float32) float64 {
 	return float64(d) / float64(n)
 }
 
+// hostVs copies the current parameters of an Adam group (its first k state
+// tensors) to the host.
+func hostVs(g *adamGroup) [][]float32 {
+	vs := make([][]float32, g.p.n)
+	for i := range vs {
+		vs[i] = tensors.MustCopyFlatData[float32](g.state[i])
+	}
+	return vs
+}
+
 func ptr(v float64) *float64 { return &v }

@@ -29,10 +29,12 @@
 //	stream.go       calibration streams: caching a unit's input, output, Fisher g²
 //	cache.go        per-image caches, on disk past a bound
 //	step.go         step graphs: named input slots, Adam groups, the optimisation loop
+//	                (Options.OnIter sees every iteration)
 //	weightstage.go  the weight stage (AdaRound / BRECQ / QDrop) of one unit
 //	actstage.go     activation ranges and LSQ step sizes, unit by unit
 //	evaluator.go    batched evaluation of a QNet under a mode
-//	report.go       per-unit run reports and iteration timing
+//	report.go       per-unit run reports, the per-iteration trace (IterStats), iteration timing
+//	convergence.go  h(V) decided and each unit's loss over its whole calibration cache
 //	sensitivity.go  mixed precision: Fisher-weighted block sensitivities
 //	resume.go       RunState: the run's state after each unit, and Resume
 //	export.go       integer codes and the quantized safetensors export

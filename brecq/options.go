@@ -104,6 +104,11 @@ type Options struct {
 	Seed       uint64
 	// Progress receives a progress bar per unit (nil: quiet).
 	Progress io.Writer `json:"-"`
+	// OnIter, when set, is called once per optimisation iteration of every
+	// unit and stage, after the iteration's Adam step, with the iteration's
+	// minibatch losses (IterStats): the trace behind convergence curves. It
+	// changes nothing in the run; nil costs nothing.
+	OnIter func(IterStats) `json:"-"`
 }
 
 // The ActInput and ActInit values.

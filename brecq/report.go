@@ -45,6 +45,29 @@ type UnitReport struct {
 	LossP      float64  `json:"loss_p,omitempty"`
 }
 
+// IterStats is one optimisation iteration of a unit's stage, as
+// Options.OnIter receives it.
+type IterStats struct {
+	Unit  string
+	Stage string // "weights" or "activations"
+	Iter  int    // 0-based, of Iters
+	Iters int
+	// Rec is the iteration's minibatch loss before its Adam step, LpLoss
+	// (mean over batch and positions of Σ_c w·|ŷ − y|^p): p = 2 (w the
+	// Fisher weights with LossFisher, else 1) in the weight stage, p = ActP
+	// in the activation stage — the values of UnitReport.RecLoss0 and
+	// RecLoss.
+	Rec float64
+	// Weight stage only (0 in the activation stage). Round is the rounding
+	// regulariser per weight before the step at the iteration's β,
+	// (1/n) Σ_i (1 − |2h(V_i) − 1|^β) over the unit's n rounding variables,
+	// whether or not it is in the loss; Lambda the weight λ it has in the
+	// loss (0 during the warm-up), Beta the iteration's β
+	// (BetaSchedule.Beta). Decided is the fraction of h(V_i) exactly 0 or 1
+	// after the step (UnitReport.HDecided at the last iteration).
+	Round, Lambda, Beta, Decided float64
+}
+
 // iterTimes collects per-iteration wall times of one unit.
 type iterTimes []float64
 

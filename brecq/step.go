@@ -133,12 +133,13 @@ func adamSteps(in []*graph.Node, loss, step *graph.Node, groups ...*adamGroup) [
 // minibatch of len(idx) indices among n cached images (the Quantizer's
 // seeded generator), passes each group's state and what fill sets for the
 // iteration (fill is called after the draw), keeps the groups' new state and
-// hands the remaining outputs to observe, which returns the iteration's loss
-// (an error if NaN or infinite) and a progress note. It fills rep's losses
-// and iteration times and, at the end, stores the groups' parameters in the
-// QNet.
+// hands the remaining outputs to observe, which fills the iteration's
+// IterStats (at least Rec, the loss; an error if NaN or infinite) and returns
+// a progress note. It fills rep's losses and iteration times, calls
+// Options.OnIter once per iteration when set and, at the end, stores the
+// groups' parameters in the QNet.
 func (r *Quantizer) adamLoop(exec *graph.Exec, args []any, groups []*adamGroup, iters, n int, idx []int, rep *UnitReport,
-	fill func(it int, args []any) error, observe func(it int, out []*tensors.Tensor) (loss float64, note string)) error {
+	fill func(it int, args []any) error, observe func(it int, out []*tensors.Tensor, st *IterStats) (note string)) error {
 	var bar *progress.Bar
 	if r.opt.Progress != nil {
 		bar = progress.New(r.opt.Progress, fmt.Sprintf("%s %-16s", strings.ToUpper(rep.Stage[:1]), rep.Unit), iters)
@@ -165,7 +166,9 @@ func (r *Quantizer) adamLoop(exec *graph.Exec, args []any, groups []*adamGroup, 
 		for _, g := range groups {
 			res = res[copy(g.state, res):]
 		}
-		loss, note := observe(it, res)
+		st := IterStats{Unit: rep.Unit, Stage: rep.Stage, Iter: it, Iters: iters}
+		note := observe(it, res, &st)
+		loss := st.Rec
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
 			return errorf("unit %s, %s, iteration %d: reconstruction loss is %v", rep.Unit, rep.Stage, it, loss)
 		}
@@ -173,6 +176,9 @@ func (r *Quantizer) adamLoop(exec *graph.Exec, args []any, groups []*adamGroup, 
 			rep.RecLoss0 = loss
 		}
 		rep.RecLoss = loss
+		if r.opt.OnIter != nil {
+			r.opt.OnIter(st)
+		}
 		times = append(times, float64(time.Since(ti).Microseconds())/1e3)
 		if bar != nil {
 			bar.Update(it+1, note)

@@ -15,8 +15,9 @@ import (
 // groups (a 3-element V at learning rate 0.1, a step size at 0.05 with the
 // MinScale floor) on f = Σ c_i (v_i − a_i)² + 4·(s − b)², the slots declared
 // once and filled by name, and compares the parameters stored back into the
-// QNet and the reported losses with a float64 Adam (refAdam) run by hand; b
-// is negative, so the floor must hold s at MinScale.
+// QNet, the reported losses and those Options.OnIter receives (once per
+// iteration) with a float64 Adam (refAdam) run by hand; b is negative, so the
+// floor must hold s at MinScale.
 func TestAdamLoopMatchesReference(t *testing.T) {
 	a := []float64{3, -1, 0.5}
 	c := []float64{1, 10, 0.1}
@@ -46,16 +47,21 @@ func TestAdamLoopMatchesReference(t *testing.T) {
 	sg.lr.set(args, float32(0.05))
 	const iters = 12
 	var losses []float64
+	var traced []IterStats
+	r.opt.OnIter = func(s IterStats) { traced = append(traced, s) }
 	rep := UnitReport{Unit: "l", Stage: "weights"}
 	err := r.adamLoop(exec, args, []*adamGroup{vg, sg}, iters, 1, make([]int, 2), &rep,
 		func(it int, args []any) error { stepSlot.set(args, float32(it+1)); return nil },
-		func(_ int, out []*tensors.Tensor) (float64, string) {
-			l := float64(tensors.ToScalar[float32](out[0]))
-			losses = append(losses, l)
-			return l, ""
+		func(_ int, out []*tensors.Tensor, st *IterStats) string {
+			st.Rec = float64(tensors.ToScalar[float32](out[0]))
+			losses = append(losses, st.Rec)
+			return ""
 		})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(traced) != iters {
+		t.Fatalf("OnIter called %d times in %d iterations", len(traced), iters)
 	}
 	rv, rs := []float64{0, 0, 0.5}, []float64{0.5}
 	av, as := &refAdam{}, &refAdam{}
@@ -72,6 +78,9 @@ func TestAdamLoopMatchesReference(t *testing.T) {
 		}
 		if !qtClose(losses[it], loss, 1e-5*loss) {
 			t.Errorf("iteration %d: loss %g, reference %g", it, losses[it], loss)
+		}
+		if s := traced[it]; s.Iter != it || s.Iters != iters || s.Unit != "l" || s.Stage != "weights" || !qtClose(s.Rec, loss, 1e-5*loss) {
+			t.Errorf("iteration %d: OnIter got %+v, want the reference loss %g", it, s, loss)
 		}
 		av.step(rv, gv, 0.1)
 		as.step(rs, []float64{8 * (rs[0] - b)}, 0.05)

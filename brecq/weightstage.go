@@ -173,6 +173,10 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 	}
 	idx := make([]int, o.Batch)
 	lam, lastReg := 0.0, 0.0
+	nv := 0 // rounding variables of the unit
+	for _, k := range vKeys {
+		nv += r.Q.tensor(k).Shape().Size()
+	}
 	err = r.adamLoop(exec, args, groups, o.WeightIters, xin.n, idx, &rep,
 		func(it int, args []any) error {
 			lam = 0
@@ -202,7 +206,7 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 			lamSlot.set(args, float32(lam))
 			return nil
 		},
-		func(it int, out []*tensors.Tensor) (float64, string) {
+		func(it int, out []*tensors.Tensor, st *IterStats) string {
 			rec := float64(tensors.ToScalar[float32](out[0]))
 			reg := float64(tensors.ToScalar[float32](out[1]))
 			lastReg = reg
@@ -210,20 +214,22 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 				rng = out[2]
 			}
 			rep.RoundLoss = reg * lam
-			return rec, fmt.Sprintf("rec %.4g round %.4g β %.1f", rec, reg*lam, sched.Beta(it))
+			st.Rec = rec
+			if o.OnIter != nil {
+				st.Round, st.Lambda, st.Beta = reg/float64(nv), lam, sched.Beta(it)
+				st.Decided = decided(hostVs(groups[0])...)
+			}
+			return fmt.Sprintf("rec %.4g round %.4g β %.1f", rec, reg*lam, sched.Beta(it))
 		})
 	if err != nil {
 		return err
 	}
 	var vs [][]float32
-	nw := 0
 	for _, k := range vKeys {
-		v := tensors.MustCopyFlatData[float32](r.Q.tensor(k))
-		vs = append(vs, v)
-		nw += len(v)
+		vs = append(vs, tensors.MustCopyFlatData[float32](r.Q.tensor(k)))
 	}
-	if o.WeightIters > 0 && nw > 0 {
-		rep.HDecided, rep.RoundPerWeight = ptr(decided(vs...)), ptr(lastReg/float64(nw))
+	if o.WeightIters > 0 && nv > 0 {
+		rep.HDecided, rep.RoundPerWeight = ptr(decided(vs...)), ptr(lastReg/float64(nv))
 	}
 	if o.UnitLosses {
 		l, err := r.cacheLoss(u, r.unitMode(done, u, RoundHard), xin, yfp, 2)
