@@ -342,8 +342,8 @@ func (b *builder) act(p, x string) (string, error) {
 }
 
 // supportedBlocks are the block kinds Build exports, as models names them.
-var supportedBlocks = []models.BlockKind{models.Stem, models.Basic, models.Bottleneck, models.ResBottleneck,
-	models.InvertedResidual, models.Chain, models.Head}
+var supportedBlocks = []models.BlockKind{models.Stem, models.Basic, models.Head, models.Bottleneck, models.ResBottleneck,
+	models.InvertedResidual, models.Chain}
 
 func supportedBlockList() string {
 	s := ""
