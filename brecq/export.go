@@ -12,8 +12,9 @@ import (
 
 // IntegerCodes returns the integer weight codes of a layer under its final
 // rounding: q = clip(⌊w/s⌋ + h + z, 0, 2^b − 1) with h = 1[V ≥ 0] (AdaRound)
-// or q = clip(⌊w/s⌉ + z, 0, 2^b − 1) (nearest), so that the dequantized
-// weight is s·(q − z).
+// or q = clip(⌊w/s⌉ + z, 0, 2^b − 1) (nearest), w/s evaluated in float32 as
+// the graph does, so that the dequantized weight s·(q − z) is the one the
+// tool's evaluation uses.
 func (q *QNet) IntegerCodes(layer string, mode RoundingMode) ([]uint8, error) {
 	wq, ok := q.WQ[layer]
 	if !ok {
@@ -33,12 +34,16 @@ func (q *QNet) IntegerCodes(layer string, mode RoundingMode) ([]uint8, error) {
 		if ch == 1 {
 			c = 0
 		}
-		s, z := float64(wq.Scale[c]), float64(wq.ZeroPoint[c])
+		// x/s in float32, as the graph's FakeQuant / AdaRoundWeight (and
+		// FakeQuantHost, HardRoundedWeights) divide: in float64 a quotient
+		// within float32 rounding of a .5 tie would round the other way.
+		u := float64(x / wq.Scale[c])
+		z := float64(wq.ZeroPoint[c])
 		var t float64
 		if mode == RoundNearest {
-			t = math.RoundToEven(float64(x)/s) + z
+			t = math.RoundToEven(u) + z
 		} else {
-			t = math.Floor(float64(x)/s) + z
+			t = math.Floor(u) + z
 			if v[i] >= 0 {
 				t++
 			}

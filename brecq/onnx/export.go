@@ -4,7 +4,9 @@
 // OpenVINO consume.
 //
 // The graph is built by walking the models.Net description block by block
-// (stem, basic residual blocks, head), the same walk as models.Net.Forward,
+// (every block kind of models: stem with its max-pool, basic, bottleneck,
+// RegNetX res-bottleneck, inverted residual, chain, head), the same walk as
+// models.Net.Forward, so every architecture of models.Archs exports,
 // with activation QDQ at exactly the points where the tool's own fake-quant
 // evaluation (brecq.QNet under a brecq.Mode) quantizes. Opset 13 (the first
 // with per-axis DequantizeLinear), IR version 7. Input "input" [N, C, H, W]
@@ -20,12 +22,17 @@
 // Activations (per tensor). A quantized point x ↦ s·(clip(⌊x/s⌉ + z, 0, 2^b − 1) − z)
 // is exported as QuantizeLinear (uint8, zero point z) → DequantizeLinear; for
 // b < 8 a Clip to [s·(0 − z), s·(2^b − 1 − z)] comes first, since uint8
-// saturation only clips to [0, 255].
+// saturation only clips to [0, 255]. A point whose values can be negative (a
+// linear projection, an inverted residual's sum) needs nothing else: the
+// tool's activation grid is the same asymmetric unsigned grid, its range
+// widened to include 0, so such a point simply has z > 0 and its uint8 codes
+// below z dequantize to s·(q − z) < 0.
 package onnx
 
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -215,10 +222,20 @@ type builder struct {
 	m    *Model
 	spec *Spec
 	n    int
+	outs map[string]bool // node outputs so far
+	// relu6 holds the names of the shared Clip bounds 0 and 6 once added.
+	relu6 [2]string
 }
 
 func (b *builder) node(op string, inputs []string, output string, attrs ...Attr) string {
 	b.n++
+	if b.outs == nil {
+		b.outs = map[string]bool{}
+	}
+	if b.outs[output] { // a block and its layer may share a name: keep outputs unique
+		output = fmt.Sprintf("%s_%d", output, b.n)
+	}
+	b.outs[output] = true
 	b.m.Nodes = append(b.m.Nodes, &Node{Name: fmt.Sprintf("%s_%d", op, b.n), Op: op, Inputs: inputs, Outputs: []string{output}, Attrs: attrs})
 	return output
 }
@@ -324,15 +341,100 @@ func (b *builder) act(p, x string) (string, error) {
 	return b.node("DequantizeLinear", []string{q, s, z}, p+".act"), nil
 }
 
-// Build turns the spec into an ONNX model by walking its network: the stem
-// Conv → Relu → [QDQ]; each basic block Conv → Relu → [QDQ] → Conv, plus the
-// input or a 1×1 Conv shortcut, Add → Relu → [QDQ]; the head GlobalAveragePool
-// → Flatten → Gemm → "logits". Any other block kind, layer kind or a network
-// not ending in the head is an error naming it.
+// supportedBlocks are the block kinds Build exports, as models names them.
+var supportedBlocks = []models.BlockKind{models.Stem, models.Basic, models.Head, models.Bottleneck, models.ResBottleneck,
+	models.InvertedResidual, models.Chain}
+
+func supportedBlockList() string {
+	s := ""
+	for i, k := range supportedBlocks {
+		if i > 0 {
+			s += ", "
+		}
+		s += k.String()
+	}
+	return s
+}
+
+// activate applies activation a to x: Relu for ReLU, Clip(x, 0, 6) for
+// ReLU6, nothing for the identity; name names the output.
+func (b *builder) activate(a models.Activation, x, name string) (string, error) {
+	switch a {
+	case models.NoAct:
+		return x, nil
+	case models.ReLU:
+		return b.node("Relu", []string{x}, name+".relu"), nil
+	case models.ReLU6:
+		if b.relu6[0] == "" {
+			b.relu6[0] = b.init(FloatTensor("relu6_min", nil, []float32{0}))
+			b.relu6[1] = b.init(FloatTensor("relu6_max", nil, []float32{6}))
+		}
+		return b.node("Clip", []string{x, b.relu6[0], b.relu6[1]}, name+".relu6"), nil
+	}
+	return "", fmt.Errorf("onnx: %s: activation %s is not supported by the ONNX export (identity, ReLU, ReLU6)", name, a)
+}
+
+// block emits one body block on its input h, the same computation as
+// models.Net.ForwardBlock: for each layer Conv → activation → [QDQ at the
+// layer's point]; the residual input h (through the shortcut Conv when set)
+// added; the block's activation; [QDQ at the block's point]; a 3×3 stride-2
+// MaxPool with padding 1 (PyTorch's MaxPool2d(3, 2, 1)) when the block has one.
+func (b *builder) block(blk *models.Block, h string) (string, error) {
+	y := h
+	var err error
+	for _, l := range blk.Layers {
+		if y, err = b.layer(l, y); err != nil {
+			return "", err
+		}
+		if y, err = b.activate(l.Act, y, l.Name); err != nil {
+			return "", err
+		}
+		if l.Point {
+			if y, err = b.act(l.Name, y); err != nil {
+				return "", err
+			}
+		}
+	}
+	if blk.Residual {
+		sc := h
+		if blk.Shortcut != nil {
+			if sc, err = b.layer(blk.Shortcut, h); err != nil {
+				return "", err
+			}
+		}
+		y = b.node("Add", []string{y, sc}, blk.Name+".add")
+	}
+	if y, err = b.activate(blk.Act, y, blk.Name); err != nil {
+		return "", err
+	}
+	if blk.OutPoint {
+		if y, err = b.act(blk.Name, y); err != nil {
+			return "", err
+		}
+	}
+	if blk.MaxPool {
+		y = b.node("MaxPool", []string{y}, blk.Name+".maxpool",
+			IntsAttr("kernel_shape", 3, 3), IntsAttr("strides", 2, 2), IntsAttr("pads", 1, 1, 1, 1))
+	}
+	return y, nil
+}
+
+// Build turns the spec into an ONNX model by walking its network block by
+// block as models.Net.Forward does (see builder.block): every body block —
+// stem, basic, bottleneck, res-bottleneck, inverted-residual, chain — is its
+// layers (Conv with pads (k−1)/2, strides and group; Relu or Clip(0, 6) for
+// ReLU6; QDQ at each declared point), the residual Add and the block's
+// activation and point, and the stem's MaxPool; the head is
+// GlobalAveragePool → Flatten → Gemm → "logits". A network that fails
+// models.Net.Validate, an unknown block, layer or activation kind is an
+// error naming it.
 func Build(s *Spec) (*Model, error) {
 	net := s.Net
 	if net == nil {
 		return nil, fmt.Errorf("onnx: no network description")
+	}
+	if err := net.Validate(); err != nil {
+		return nil, fmt.Errorf("onnx: %w", err)
 	}
 	m := &Model{Opset: Opset, Name: net.Name, Metadata: map[string]string{}}
 	for k, v := range s.Metadata {
@@ -348,70 +450,23 @@ func Build(s *Spec) (*Model, error) {
 	}
 	h := "input"
 	var err error
-	headDone := false
-	for i, blk := range net.Blocks {
-		if headDone {
-			return nil, fmt.Errorf("onnx: block %s follows the head; only a single trailing head is supported", blk.Name)
+	for _, blk := range net.Blocks {
+		if !slices.Contains(supportedBlocks, blk.Kind) {
+			return nil, fmt.Errorf("onnx: block %s: block kind %d is not supported by the ONNX export (supported: %s)", blk.Name, int(blk.Kind), supportedBlockList())
 		}
-		switch blk.Kind {
-		case models.Stem:
-			if len(blk.Layers) != 1 || blk.Shortcut != nil {
-				return nil, fmt.Errorf("onnx: stem block %s: %d layers, want 1 and no shortcut", blk.Name, len(blk.Layers))
-			}
-			if h, err = b.layer(blk.Layers[0], h); err != nil {
+		if blk.Kind != models.Head {
+			if h, err = b.block(blk, h); err != nil {
 				return nil, err
 			}
-			h = b.node("Relu", []string{h}, blk.Name+".relu")
-			if h, err = b.act(blk.Name, h); err != nil {
-				return nil, err
-			}
-		case models.Basic:
-			if len(blk.Layers) != 2 {
-				return nil, fmt.Errorf("onnx: basic block %s: %d layers, want 2", blk.Name, len(blk.Layers))
-			}
-			c1, c2 := blk.Layers[0], blk.Layers[1]
-			y, err := b.layer(c1, h)
-			if err != nil {
-				return nil, err
-			}
-			y = b.node("Relu", []string{y}, c1.Name+".relu")
-			if y, err = b.act(c1.Name, y); err != nil {
-				return nil, err
-			}
-			if y, err = b.layer(c2, y); err != nil {
-				return nil, err
-			}
-			sc := h
-			if blk.Shortcut != nil {
-				if sc, err = b.layer(blk.Shortcut, h); err != nil {
-					return nil, err
-				}
-			}
-			y = b.node("Add", []string{y, sc}, blk.Name+".add")
-			y = b.node("Relu", []string{y}, blk.Name+".relu")
-			if h, err = b.act(blk.Name, y); err != nil {
-				return nil, err
-			}
-		case models.Head:
-			if len(blk.Layers) != 1 || blk.Layers[0].Kind != models.Linear {
-				return nil, fmt.Errorf("onnx: head block %s: want one Linear layer", blk.Name)
-			}
-			if i != len(net.Blocks)-1 {
-				return nil, fmt.Errorf("onnx: head block %s is not the last block", blk.Name)
-			}
-			p := b.node("GlobalAveragePool", []string{h}, blk.Name+".pool")
-			p = b.node("Flatten", []string{p}, blk.Name+".flat", IntAttr("axis", 1))
-			if _, err := b.layer(blk.Layers[0], p); err != nil {
-				return nil, err
-			}
-			m.Nodes[len(m.Nodes)-1].Outputs[0] = "logits" // the Gemm's output is the graph's
-			headDone = true
-		default:
-			return nil, fmt.Errorf("onnx: block %s: block kind %d is not supported by the ONNX export (supported: stem, basic residual block, head)", blk.Name, blk.Kind)
+			continue
 		}
-	}
-	if !headDone {
-		return nil, fmt.Errorf("onnx: network %s has no head block (global average pool + classifier)", net.Name)
+		// Validate has checked: the head is last and holds one Linear layer.
+		p := b.node("GlobalAveragePool", []string{h}, blk.Name+".pool")
+		p = b.node("Flatten", []string{p}, blk.Name+".flat", IntAttr("axis", 1))
+		if _, err := b.layer(blk.Layers[0], p); err != nil {
+			return nil, err
+		}
+		m.Nodes[len(m.Nodes)-1].Outputs[0] = "logits" // the Gemm's output is the graph's
 	}
 	// Metadata: what the graph holds, so readers (the integer reference) need nothing else.
 	format := "fp"

@@ -2,9 +2,13 @@ package main
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/brecq-go/brecq/brecq"
+	"github.com/brecq-go/brecq/brecq/models"
 	"github.com/brecq-go/brecq/brecq/onnx"
+	"github.com/brecq-go/brecq/brecq/safetensors"
 )
 
 // runExport writes a network as ONNX: the BN-folded FP checkpoint, or a
@@ -49,6 +53,9 @@ Examples:
 	}
 	var spec *onnx.Spec
 	if *quant != "" {
+		if net, err = quantizedNet(*quant, net); err != nil {
+			return err
+		}
 		if spec, err = onnx.FromSafetensors(net, *quant); err != nil {
 			return err
 		}
@@ -86,4 +93,25 @@ func writeONNX(path string, q *brecq.Quantizer, meta map[string]string) error {
 		spec.Metadata[k] = v
 	}
 	return onnx.WriteFile(path, spec)
+}
+
+// quantizedNet is the description of the network saved in the quantized file
+// path, whose metadata "model" names it: net (from --arch and --data) itself,
+// or for mnasnet the depth multiplier of the checkpoint it was quantized from
+// ("mnasnet2" for the authors' model). Another network is an error naming both.
+func quantizedNet(path string, net *models.Net) (*models.Net, error) {
+	_, meta, err := safetensors.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	m := meta["model"]
+	if m == "" || m == net.Name {
+		return net, nil
+	}
+	if s, ok := strings.CutPrefix(m, "mnasnet"); ok && strings.HasPrefix(net.Name, "mnasnet") {
+		if scale, err := strconv.ParseFloat(s, 64); err == nil && scale > 0 {
+			return models.MNASNet(scale, net.InC, net.InH, net.InW, net.Classes)
+		}
+	}
+	return nil, fmt.Errorf("--quantized %s holds a %s, but --arch gives a %s", path, m, net.Name)
 }
