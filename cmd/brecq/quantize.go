@@ -279,6 +279,9 @@ func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRec
 	}
 	rec.CalibSeconds = time.Since(t0).Seconds()
 	rec.Units = q.Report.Units
+	if kb, ok := peakRSSKB(); ok {
+		rec.CalibPeakRSSMB = float64(kb) / 1024
+	}
 	fmt.Printf("calibration: %.1f s\n", rec.CalibSeconds)
 	te := time.Now()
 	// testAccuracy is top-1 and mean cross-entropy of a quantizer's network
@@ -363,6 +366,11 @@ func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRec
 	fmt.Printf("| %s | %.2f |\n\n", label, rec.QuantTop1)
 	fmt.Printf("(%s, %d calibration images, seed %d, %d/%d iterations per unit, calibration %.0f s, backend %s)\n",
 		ds.Name, *f.calib, *f.seed, opt.WeightIters, opt.ActIters, rec.CalibSeconds, engine.Name())
+	if kb, ok := peakRSSKB(); ok {
+		rec.PeakRSSMB = float64(kb) / 1024
+		fmt.Printf("peak resident memory: %.0f MB (%.0f MB by the end of the calibration; load average %s)\n",
+			rec.PeakRSSMB, rec.CalibPeakRSSMB, loadAvg())
+	}
 	// Every output is staged, then all are renamed into place together.
 	if outs == nil {
 		outs = &atomicfile.Batch{}
