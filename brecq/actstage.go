@@ -62,7 +62,8 @@ func (r *Quantizer) activationStage(w RoundingMode, learn, resumable bool) error
 	if err != nil {
 		return err
 	}
-	fs := &stream{block: 0, x: qs.x}
+	fs := &stream{block: 0, x: qs.x.share()}
+	defer func() { qs.x.close(); fs.x.close() }()
 	for i, u := range units {
 		if resumable && i+2 <= r.progress.ActSteps {
 			switchOn(u.ActPoints)
@@ -84,32 +85,48 @@ func (r *Quantizer) activationStage(w RoundingMode, learn, resumable bool) error
 		if err := r.advance(fs, u.first, FPMode()); err != nil {
 			return err
 		}
-		var xin *cache
-		if needQ {
-			if xin, _, err = r.capture(r.actMode(on, w), u, false, qs, nil); err != nil {
-				return err
-			}
-		}
-		if !networkInit {
-			if err := r.initActPoints(u, xin, on, w, false); err != nil {
-				return err
-			}
-		}
-		if learn && o.ActIters > 0 {
-			fpIn, yfp, err := r.capture(FPMode(), u, false, fs, nil)
-			if err != nil {
-				return err
-			}
-			if o.ActInput == ActInputFP {
-				xin = fpIn
-			}
-			if err := r.learnStepSizes(u, xin, yfp, on, w, t0); err != nil {
-				return err
-			}
+		if err := r.actUnit(u, qs, fs, on, w, learn, needQ, networkInit, t0); err != nil {
+			return err
 		}
 		if err := step(i + 2); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// actUnit initialises (unless networkInit) and learns (with learn) the
+// step sizes of unit u's activation points from the streams qs and fs at the
+// unit's first block, freeing its caches when done.
+func (r *Quantizer) actUnit(u *Unit, qs, fs *stream, on map[string]bool, w RoundingMode, learn, needQ, networkInit bool, t0 time.Time) error {
+	o := r.opt
+	var xin *cache
+	var err error
+	if needQ {
+		if xin, _, err = r.capture(r.actMode(on, w), u, false, qs, nil, true, false); err != nil {
+			return err
+		}
+		defer xin.close()
+	}
+	if !networkInit {
+		if err := r.initActPoints(u, xin, on, w, false); err != nil {
+			return err
+		}
+	}
+	if learn && o.ActIters > 0 {
+		fpIn, yfp, err := r.capture(FPMode(), u, false, fs, nil, o.ActInput == ActInputFP, true)
+		if err != nil {
+			return err
+		}
+		defer yfp.close()
+		if fpIn != nil {
+			defer fpIn.close()
+			if xin != nil {
+				xin.close() // the quantized inputs served the range search only
+			}
+			xin = fpIn
+		}
+		return r.learnStepSizes(u, xin, yfp, on, w, t0)
 	}
 	return nil
 }
@@ -152,25 +169,49 @@ func (r *Quantizer) initActPoints(u *Unit, xin *cache, on map[string]bool, w Rou
 		if err != nil {
 			return err
 		}
-		var x *tensors.Tensor
+		// The values at p for the first actCalibImages images, in chunks
+		// gathered in the layout one call over all of them would return.
+		n := min(r.actCalibImages(), r.calib.Shape().Dimensions[0])
+		var per int64
 		if fromImages {
-			x = sliceImages(r.calib, 0, min(r.actCalibImages(), r.calib.Shape().Dimensions[0]))
+			d := r.calib.Shape().Dimensions
+			per = int64(d[1] * d[2] * d[3] * 4)
 		} else {
-			idx := make([]int, min(r.actCalibImages(), xin.n))
-			for i := range idx {
-				idx[i] = i
+			n = min(n, xin.n)
+			per = xin.imageBytes()
+		}
+		vals := newCache(n, nil, "")
+		err = chunks(n, chunkSize(per, n), func(idx []int) error {
+			var x *tensors.Tensor
+			if fromImages {
+				x = sliceImages(r.calib, idx[0], idx[len(idx)-1]+1)
+			} else {
+				var err error
+				if x, err = xin.batch(idx); err != nil {
+					return err
+				}
 			}
-			if x, err = xin.batch(idx); err != nil {
-				exec.Finalize()
+			res, err := call(exec, f.args(x), len(f.keys))
+			if err != nil {
 				return err
 			}
-		}
-		res, err := exec.Call(f.args(x)...)
+			defer finalize(res)
+			return vals.appendTensor(res[0], 1)
+		})
 		exec.Finalize()
 		if err != nil {
 			return errorf("activation range of %s: %w", p, err)
 		}
-		aq, err := SearchActivationQParams(tensors.MustCopyFlatData[float32](res[0]), bits)
+		all := make([]int, n)
+		for i := range all {
+			all[i] = i
+		}
+		got, err := vals.batch(all)
+		vals.close()
+		if err != nil {
+			return errorf("activation range of %s: %w", p, err)
+		}
+		aq, err := SearchActivationQParams(tensors.MustCopyFlatData[float32](got), bits)
 		if err != nil {
 			return errorf("activation range of %s: %w", p, err)
 		}

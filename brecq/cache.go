@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"sync"
 
 	"github.com/gomlx/gomlx/core/tensors"
 )
@@ -14,55 +15,110 @@ import (
 // contiguous copies. In graphs, the batch axis is axis 1 for channel-first
 // activations ([C,N,H,W] or [C,N]) and axis 0 for logits ([N,K]).
 //
-// A cache whose size (expect images × the per-image size) would pass
-// limitBytes keeps its images in an unlinked temporary file in dir instead of
-// memory; minibatches are then read back with one ReadAt per image (served
-// from the page cache while memory allows).
+// A cache that knows how many images it will hold (expect) asks its budget,
+// when it stores its first values, for expect × the per-image size: granted,
+// the cache lives in memory (allocated once); refused, it keeps its images in
+// an unlinked temporary file in dir instead, and minibatches are read back
+// with one ReadAt per image (served from the page cache while memory allows,
+// which does not count in the process's resident memory). close gives the
+// bytes back to the budget.
 type cache struct {
 	n         int
 	dims      []int // graph dims with the batch axis removed
 	batchAxis int
 	data      []float32
 
-	expect     int    // images the cache will hold (0: unknown, never on disk)
-	limitBytes int64  // in-memory limit (0: none)
-	dir        string // folder of the temporary file ("" = os.TempDir())
-	file       *os.File
-	buf        []byte
+	expect   int        // images the cache will hold (0: unknown, never on disk)
+	budget   *memBudget // shared bound of the caches in memory (nil: none)
+	reserved int64      // bytes held from budget
+	dir      string     // folder of the temporary file ("" = os.TempDir())
+	file     *os.File
+	buf      []byte
+	shares   int // further owners (streams) that must close it before it is freed
 }
 
-// newCache returns an empty cache for n images, kept in a file in dir ("" =
-// the system's temporary folder) when it would pass maxMB megabytes (0 = no
-// bound).
-func newCache(n int, maxMB float64, dir string) *cache {
-	return &cache{expect: n, limitBytes: int64(maxMB * 1e6), dir: dir}
+// memBudget bounds the total size of the caches a run keeps in memory at
+// once: Σ reserved ≤ limit over every live cache (limit 0 = no bound).
+type memBudget struct {
+	mu          sync.Mutex
+	limit, used int64
+	peak        int64 // largest used
+}
+
+// newMemBudget returns a budget of maxMB megabytes (10^6 bytes; 0 = none).
+func newMemBudget(maxMB float64) *memBudget { return &memBudget{limit: int64(maxMB * 1e6)} }
+
+// reserve takes n bytes from the budget if they fit.
+func (b *memBudget) reserve(n int64) bool {
+	if b == nil {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.limit > 0 && b.used+n > b.limit {
+		return false
+	}
+	b.used += n
+	b.peak = max(b.peak, b.used)
+	return true
+}
+
+// release gives n bytes back.
+func (b *memBudget) release(n int64) {
+	if b == nil || n == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+}
+
+// newCache returns an empty cache for n images under budget (nil = no
+// bound), kept in a file in dir ("" = the system's temporary folder) when
+// the budget refuses it.
+func newCache(n int, budget *memBudget, dir string) *cache {
+	return &cache{expect: n, budget: budget, dir: dir}
 }
 
 // onDisk reports whether the cache keeps its images in a file.
 func (c *cache) onDisk() bool { return c.file != nil }
 
-// close removes the cache's file, if any.
+// share adds an owner: the cache is freed at the last owner's close.
+func (c *cache) share() *cache {
+	c.shares++
+	return c
+}
+
+// close frees the cache (its memory, its budget and its file, if any) once
+// every owner has closed it; it is then empty.
 func (c *cache) close() {
+	if c.shares > 0 {
+		c.shares--
+		return
+	}
 	if c.file != nil {
 		c.file.Close()
 		c.file = nil
 	}
+	c.data = nil
+	c.budget.release(c.reserved)
+	c.reserved = 0
 }
 
 // store appends images (image-major float32 values) to memory or the file.
 func (c *cache) store(v []float32) error {
-	if c.file == nil && c.limitBytes > 0 && c.expect > 0 && int64(c.expect)*int64(c.per())*4 > c.limitBytes {
-		f, err := os.CreateTemp(c.dir, "brecq-cache-*")
-		if err != nil {
-			return errorf("disk cache: %w", err)
-		}
-		os.Remove(f.Name()) // unlinked: the space is freed when the file is closed
-		c.file = f
-		if len(c.data) > 0 {
-			if err := c.writeFloats(c.data); err != nil {
-				return err
+	if c.file == nil && c.data == nil && c.expect > 0 {
+		total := int64(c.expect) * int64(c.per()) * 4
+		if c.budget.reserve(total) {
+			c.reserved = total
+			c.data = make([]float32, 0, c.expect*c.per())
+		} else {
+			f, err := os.CreateTemp(c.dir, "brecq-cache-*")
+			if err != nil {
+				return errorf("disk cache: %w", err)
 			}
-			c.data = nil
+			os.Remove(f.Name()) // unlinked: the space is freed when the file is closed
+			c.file = f
 		}
 	}
 	if c.file == nil {
@@ -212,6 +268,9 @@ func (c *cache) batch(idx []int) (*tensors.Tensor, error) {
 	}
 	return tensors.FromFlatDataAndDimensions(out, dims...), nil
 }
+
+// imageBytes is the size of one image's values.
+func (c *cache) imageBytes() int64 { return int64(c.per()) * 4 }
 
 // bytes is the cache's size (in memory or on disk).
 func (c *cache) bytes() int64 { return int64(c.n) * int64(c.per()) * 4 }

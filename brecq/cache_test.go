@@ -20,7 +20,7 @@ func TestDiskCacheEqualsMemory(t *testing.T) {
 		batchAxis int
 	}{{[]int{3, 10, 2, 2}, 1}, {[]int{10, 7}, 0}} {
 		mem := &cache{expect: 20}
-		disk := &cache{expect: 20, limitBytes: 16, dir: dir}
+		disk := &cache{expect: 20, budget: &memBudget{limit: 16}, dir: dir}
 		for range 2 { // two chunks of 10 images
 			n := 1
 			for _, d := range tc.dims {
@@ -117,7 +117,7 @@ func mustBatch(t *testing.T, c *cache, idx []int) []float32 {
 // TestDiskCacheReadErrorIsReturned: when the cache file can no longer be
 // read, batch and mean return an error naming the file instead of panicking.
 func TestDiskCacheReadErrorIsReturned(t *testing.T) {
-	c := &cache{expect: 4, limitBytes: 4, dir: t.TempDir()}
+	c := &cache{expect: 4, budget: &memBudget{limit: 4}, dir: t.TempDir()}
 	if err := c.appendTensor(tensors.FromFlatDataAndDimensions([]float32{1, 2, 3, 4, 5, 6, 7, 8}, 4, 2), 0); err != nil {
 		t.Fatal(err)
 	}

@@ -26,8 +26,8 @@
 //	units.go        reconstruction units: layer, block, stage, net
 //	options.go      Method, Loss, Options, DefaultOptions, AdaRoundOptions, Validate
 //	recon.go        Quantizer: NewQuantizer and Run
-//	stream.go       calibration streams: caching a unit's input, output, Fisher g²
-//	cache.go        per-image caches, on disk past a bound
+//	stream.go       calibration streams: caching a unit's input, output, Fisher g², in passes sized by bytes
+//	cache.go        per-image caches under one memory budget, on disk past it
 //	step.go         step graphs: named input slots, Adam groups, the optimisation loop
 //	                (Options.OnIter sees every iteration)
 //	weightstage.go  the weight stage (AdaRound / BRECQ / QDrop) of one unit

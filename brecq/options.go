@@ -69,10 +69,12 @@ type Options struct {
 	// LayerBits overrides the weight bits of the named layers (mixed
 	// precision); other layers use WBits or FirstLast.
 	LayerBits map[string]int `json:"layer_bits,omitempty"`
-	// MaxCacheMB bounds each cached tensor set (a unit's inputs, targets or
-	// Fisher weights over the calibration images) in memory; a larger one is
-	// kept in an unlinked temporary file in CacheDir (default: the system's
-	// temporary folder). 0 = no bound.
+	// MaxCacheMB bounds the sum of the cached tensor sets kept in memory at
+	// once (the calibration streams and a unit's inputs, targets or Fisher
+	// weights over the calibration images): Σ sizes ≤ MaxCacheMB·10⁶ bytes. A
+	// set that would pass the bound is kept in an unlinked temporary file in
+	// CacheDir (default: the system's temporary folder) instead; the results
+	// are the same. 0 = no bound.
 	MaxCacheMB float64 `json:"max_cache_mb,omitempty"`
 	CacheDir   string  `json:"cache_dir,omitempty"`
 	// DropProb is QDrop's probability of keeping an activation element

@@ -19,6 +19,7 @@ type Quantizer struct {
 	calib   *tensors.Tensor // [N, C, H, W]
 	pcg     *rand.PCG       // the source of rng, whose state a RunState keeps
 	rng     *rand.Rand
+	budget  *memBudget // Options.MaxCacheMB over every cache in memory
 	Report  Report
 	// OnUnit, when set, is called with a copy of the run's state after each
 	// finished unit (and after QDrop's range initialisation); an error stops
@@ -76,7 +77,7 @@ func NewQuantizer(backend compute.Backend, net *models.Net, params models.Params
 		q.ABits[p] = bits
 	}
 	pcg := rand.NewPCG(opt.Seed, 0xb7ec)
-	return &Quantizer{backend: backend, Q: q, opt: opt, calib: calib, pcg: pcg, rng: rand.New(pcg)}, nil
+	return &Quantizer{backend: backend, Q: q, opt: opt, calib: calib, pcg: pcg, rng: rand.New(pcg), budget: newMemBudget(opt.MaxCacheMB)}, nil
 }
 
 // Options returns the options the Quantizer was built with (a copy).
@@ -115,7 +116,8 @@ func (r *Quantizer) Run() error {
 		if err != nil {
 			return err
 		}
-		fs := &stream{block: 0, x: qs.x}
+		fs := &stream{block: 0, x: qs.x.share()}
+		defer func() { qs.x.close(); fs.x.close() }()
 		for i, u := range units {
 			if i < r.progress.WeightUnits {
 				for _, l := range u.Layers {

@@ -134,11 +134,11 @@ func TestUnitsCoverLayers(t *testing.T) {
 // unitOutputError is the mean squared error between the unit's output with
 // the given rounding of its own layers and the FP output, on the FP input.
 func unitOutputError(t *testing.T, q *Quantizer, u *Unit, m RoundingMode) float64 {
-	_, y, err := q.capture(FPMode(), u, false, imageStream(t, q), nil)
+	_, y, err := q.capture(FPMode(), u, false, imageStream(t, q), nil, true, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, yq, err := q.capture(q.weightMode(map[string]bool{}, u, m), u, false, imageStream(t, q), nil)
+	_, yq, err := q.capture(q.weightMode(map[string]bool{}, u, m), u, false, imageStream(t, q), nil, true, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestFisherWeightsMatchFiniteDifferences(t *testing.T) {
 	units, _ := Units(net, Block)
 	u := units[0] // layer1.0, output at activation point "layer1.0"
 	mode := q.weightMode(map[string]bool{}, u, RoundNearest)
-	_, g2, err := q.capture(mode, u, true, imageStream(t, q), imageStream(t, q))
+	_, g2, err := q.capture(mode, u, true, imageStream(t, q), imageStream(t, q), true, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,8 @@ func TestFisherWeightsMatchFiniteDifferences(t *testing.T) {
 		}
 		y := net.Forward(ops, img)
 		pfp := graph.Softmax(net.Forward(&qOps{q: q.Q, n: nodes, mode: FPMode()}, img), -1)
-		kl := graph.ReduceAllMean(graph.ReduceSum(graph.Mul(pfp, graph.Sub(graph.Log(pfp), graph.LogSoftmax(y, -1))), -1))
+		// The Fisher pass's objective: Σ over images of KL, divided by 128.
+		kl := graph.DivScalar(graph.ReduceAllSum(graph.Mul(pfp, graph.Sub(graph.Log(pfp), graph.LogSoftmax(y, -1)))), 128)
 		return []*graph.Node{kl}
 	})
 	const C, N, S = 16, 4, 144 // layer1.0's output is [C, N, 12, 12]
@@ -297,11 +298,11 @@ func TestStreamCachingMatchesFullPrefix(t *testing.T) {
 		if err := q.advance(s, u.first, mode); err != nil {
 			t.Fatal(err)
 		}
-		in1, out1, err := q.capture(mode, u, false, s, nil)
+		in1, out1, err := q.capture(mode, u, false, s, nil, true, true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		in2, out2, err := q.capture(mode, u, false, imageStream(t, q), nil)
+		in2, out2, err := q.capture(mode, u, false, imageStream(t, q), nil, true, true)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,7 +19,8 @@ type UnitReport struct {
 	// CacheSeconds is the time spent caching the unit's inputs and targets;
 	// FisherSeconds the time of the Fisher (gradient) pass, both included in Seconds.
 	CacheSeconds float64 `json:"cache_seconds"`
-	// CacheOnDisk is set when a cache passed Options.MaxCacheMB and was kept in a file.
+	// CacheOnDisk is set when one of the unit's caches did not fit in
+	// Options.MaxCacheMB (with the others in memory) and was kept in a file.
 	CacheOnDisk   bool    `json:"cache_on_disk,omitempty"`
 	FisherSeconds float64 `json:"fisher_seconds,omitempty"`
 	// IterMS is the median wall time of one optimisation iteration in

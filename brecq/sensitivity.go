@@ -125,9 +125,11 @@ func (r *Quantizer) MeasureSensitivity(labels []int32, opt SensitivityOptions) (
 	}
 	stream := &stream{block: 0, x: &cache{}}
 	first, err := full.x.batch(idx)
+	full.x.close()
 	if err != nil {
 		return nil, err
 	}
+	defer func() { stream.x.close() }()
 	if err := stream.x.appendTensor(first, 1); err != nil {
 		return nil, err
 	}
@@ -226,7 +228,7 @@ func (r *Quantizer) blockFisher(bi int, x *cache, labels *tensors.Tensor) (y, g2
 	defer exec.Finalize()
 	y, g2 = &cache{}, &cache{}
 	labs := tensors.MustCopyFlatData[int32](labels)
-	err = chunks(x.n, func(idx []int) error {
+	err = chunks(x.n, chunkSize(2*x.imageBytes(), maxChunk), func(idx []int) error {
 		l := make([]int32, len(idx))
 		for i, j := range idx {
 			l[i] = labs[j]
@@ -297,7 +299,7 @@ func (r *Quantizer) blockSensitivities(bi int, layers []*models.Layer, x, y, g2 
 			rem /= len(cands)
 		}
 		total := 0.0
-		err := chunks(x.n, func(idx []int) error {
+		err := chunks(x.n, chunkSize(x.imageBytes(), maxChunk), func(idx []int) error {
 			args := in.args()
 			ws := make([]any, k)
 			for i := range layers {

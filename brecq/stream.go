@@ -6,8 +6,29 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 )
 
-// chunk is the number of calibration images per forward pass when caching.
-const chunk = 128
+// chunkBytes is the working memory one caching forward pass may use,
+// counted as chunkWork × the per-image size of its input over the chunk's
+// images. On the Go backend a convolution builds its patches from k² slices
+// and one concatenation, both live at once: at 224×224 the 7×7 stem's
+// patches are 12× its input and a 3×3 convolution's 9× (a heap profile of
+// ResNet-18 caching 128 images showed 1.2 GB of slices + 1.1 GB of
+// concatenation live, ~18 MB per image); the factor covers both. 1 GiB keeps
+// ResNet-20 on 28×28 at one pass per 128 images (256 for the activation
+// range search), as before the bound.
+var chunkBytes int64 = 1 << 30
+
+const (
+	chunkWork = 48
+	maxChunk  = 128 // images per caching pass, at most
+)
+
+// chunkSize is the number of images per caching pass over inputs of
+// perImage bytes each: ⌊chunkBytes / (chunkWork · perImage)⌋, clamped to
+// [1, maxN]. Small images keep maxN (ResNet-20 on 28×28 throughout).
+func chunkSize(perImage int64, maxN int) int {
+	n := chunkBytes / (chunkWork * max(perImage, 1))
+	return int(max(1, min(n, int64(maxN))))
+}
 
 // stream holds, for every calibration image, the input of block `block` of
 // the network under some mode (channel-first cache). Streams advance block
@@ -20,32 +41,38 @@ type stream struct {
 
 // imageStream is the input of block 0: the calibration images, channel-first.
 func (r *Quantizer) imageStream() (*stream, error) {
-	n := r.calib.Shape().Dimensions[0]
-	c := newCache(n, r.opt.MaxCacheMB, r.opt.CacheDir)
-	for start := 0; start < n; start += chunk {
-		end := min(start+chunk, n)
-		t := sliceImages(r.calib, start, end)
-		d := t.Shape().Dimensions
-		// [N, C, H, W] → [C, N, H, W] on the host.
-		v := tensors.MustCopyFlatData[float32](t)
-		S := d[2] * d[3]
-		out := make([]float32, len(v))
-		for i := 0; i < d[0]; i++ {
-			for ch := 0; ch < d[1]; ch++ {
-				copy(out[(ch*d[0]+i)*S:(ch*d[0]+i+1)*S], v[(i*d[1]+ch)*S:(i*d[1]+ch+1)*S])
+	d := r.calib.Shape().Dimensions
+	n, C, S := d[0], d[1], d[2]*d[3]
+	c := newCache(n, r.budget, r.opt.CacheDir)
+	step := chunkSize(int64(C*S*4), maxChunk)
+	for start := 0; start < n; start += step {
+		end := min(start+step, n)
+		b := end - start
+		// [N, C, H, W] → [C, b, H, W] on the host.
+		out := make([]float32, b*C*S)
+		err := tensors.ConstFlatData(r.calib, func(v []float32) {
+			for i := 0; i < b; i++ {
+				for ch := 0; ch < C; ch++ {
+					copy(out[(ch*b+i)*S:(ch*b+i+1)*S], v[((start+i)*C+ch)*S:((start+i)*C+ch+1)*S])
+				}
 			}
+		})
+		if err != nil {
+			c.close()
+			return nil, errorf("calibration images: %w", err)
 		}
-		if err := c.appendTensor(tensors.FromFlatDataAndDimensions(out, d[1], d[0], d[2], d[3]), 1); err != nil {
+		if err := c.appendTensor(tensors.FromFlatDataAndDimensions(out, C, b, d[2], d[3]), 1); err != nil {
+			c.close()
 			return nil, err
 		}
 	}
 	return &stream{block: 0, x: c}, nil
 }
 
-// chunks calls fn with consecutive index ranges of at most chunk images.
-func chunks(n int, fn func(idx []int) error) error {
-	for start := 0; start < n; start += chunk {
-		idx := make([]int, min(start+chunk, n)-start)
+// chunks calls fn with consecutive index ranges of at most size images.
+func chunks(n, size int, fn func(idx []int) error) error {
+	for start := 0; start < n; start += size {
+		idx := make([]int, min(start+size, n)-start)
 		for i := range idx {
 			idx[i] = start + i
 		}
@@ -54,6 +81,25 @@ func chunks(n int, fn func(idx []int) error) error {
 		}
 	}
 	return nil
+}
+
+// call runs exec on args and frees the host inputs among args[from:] (the
+// chunk's images, built for this call) once it returns.
+func call(exec *graph.Exec, args []any, from int) ([]*tensors.Tensor, error) {
+	res, err := exec.Call(args...)
+	for _, a := range args[from:] {
+		if t, ok := a.(*tensors.Tensor); ok {
+			t.FinalizeAll()
+		}
+	}
+	return res, err
+}
+
+// finalize frees the buffers of tensors already copied to a cache.
+func finalize(ts []*tensors.Tensor) {
+	for _, t := range ts {
+		t.FinalizeAll()
+	}
 }
 
 // advance runs blocks [s.block, to) under mode on the stream's images.
@@ -74,23 +120,26 @@ func (r *Quantizer) advance(s *stream, to int, mode Mode) error {
 		return err
 	}
 	defer exec.Finalize()
-	next := newCache(s.x.n, r.opt.MaxCacheMB, r.opt.CacheDir)
-	err = chunks(s.x.n, func(idx []int) error {
+	next := newCache(s.x.n, r.budget, r.opt.CacheDir)
+	err = chunks(s.x.n, chunkSize(s.x.imageBytes(), maxChunk), func(idx []int) error {
 		x, err := s.x.batch(idx)
 		if err != nil {
 			return err
 		}
-		res, err := exec.Call(f.args(x)...)
+		res, err := call(exec, f.args(x), len(f.keys))
 		if err != nil {
 			return errorf("caching the input of block %d: %w", to, err)
 		}
+		defer finalize(res)
 		return next.appendTensor(res[0], 1)
 	})
 	if err != nil {
+		next.close()
 		return err
 	}
-	// The old cache may be shared with another stream; an on-disk one is
-	// closed (and its unlinked file freed) by os.File's finalizer.
+	// The old cache may be shared with another stream: close frees it at
+	// its last owner's.
+	s.x.close()
 	s.block, s.x = to, next
 	return nil
 }
@@ -98,9 +147,10 @@ func (r *Quantizer) advance(s *stream, to int, mode Mode) error {
 // capture runs the network under mode from the stream src (the input of
 // block src.block ≤ u.first) and returns the unit's input and its output
 // (the value before any output quantizer). With fisher, instead of the
-// output, the squared gradient of KL(FP ‖ mode) w.r.t. the unit output; the
-// FP logits then come from fpSrc, the FP stream at the same block.
-func (r *Quantizer) capture(mode Mode, u *Unit, fisher bool, src, fpSrc *stream) (in, out *cache, err error) {
+// output, the squared gradient of KL(FP ‖ mode)/128 w.r.t. the unit output; the
+// FP logits then come from fpSrc, the FP stream at the same block. Only the
+// caches asked for (keepIn, keepOut) are kept; the other result is nil.
+func (r *Quantizer) capture(mode Mode, u *Unit, fisher bool, src, fpSrc *stream, keepIn, keepOut bool) (in, out *cache, err error) {
 	if src.block > u.first || (fisher && (fpSrc == nil || fpSrc.block != src.block)) {
 		return nil, nil, errorf("unit %s: caching stream at the wrong block", u.Name)
 	}
@@ -142,7 +192,10 @@ func (r *Quantizer) capture(mode Mode, u *Unit, fisher bool, src, fpSrc *stream)
 		}
 		fpLogits := net.ForwardRange(&qOps{q: r.Q, n: nodes, mode: FPMode()}, inputs[len(f.keys)+1], from, len(net.Blocks))
 		pfp := graph.Softmax(graph.StopGradient(fpLogits), -1)
-		kl := graph.ReduceAllMean(graph.ReduceSum(graph.Mul(pfp, graph.Sub(graph.Log(graph.MaxScalar(pfp, 1e-30)), graph.LogSoftmax(y, -1))), -1))
+		// Σ over the chunk's images of KL / maxChunk: each image's gradient
+		// does not depend on how many share its pass (the mean over a chunk
+		// of 128, as when every pass took 128 images).
+		kl := graph.DivScalar(graph.ReduceAllSum(graph.Mul(pfp, graph.Sub(graph.Log(graph.MaxScalar(pfp, 1e-30)), graph.LogSoftmax(y, -1)))), maxChunk)
 		g := graph.Gradient(kl, outNode)[0]
 		return []*graph.Node{inNode, graph.Square(g)}
 	})
@@ -150,13 +203,21 @@ func (r *Quantizer) capture(mode Mode, u *Unit, fisher bool, src, fpSrc *stream)
 		return nil, nil, err
 	}
 	defer exec.Finalize()
-	in = newCache(src.x.n, r.opt.MaxCacheMB, r.opt.CacheDir)
-	out = newCache(src.x.n, r.opt.MaxCacheMB, r.opt.CacheDir)
+	if keepIn {
+		in = newCache(src.x.n, r.budget, r.opt.CacheDir)
+	}
+	if keepOut {
+		out = newCache(src.x.n, r.budget, r.opt.CacheDir)
+	}
 	ob := 1
 	if u.outKind == outLogits {
 		ob = 0
 	}
-	err = chunks(src.x.n, func(idx []int) error {
+	work := src.x.imageBytes()
+	if fisher {
+		work *= 2
+	}
+	err = chunks(src.x.n, chunkSize(work, maxChunk), func(idx []int) error {
 		x, err := src.x.batch(idx)
 		if err != nil {
 			return err
@@ -169,29 +230,41 @@ func (r *Quantizer) capture(mode Mode, u *Unit, fisher bool, src, fpSrc *stream)
 			}
 			args = append(args, xfp)
 		}
-		res, err := exec.Call(args...)
+		res, err := call(exec, args, len(f.keys))
 		if err != nil {
 			return errorf("caching unit %s: %w", u.Name, err)
 		}
-		if err := in.appendTensor(res[0], 1); err != nil {
-			return err
+		defer finalize(res)
+		if in != nil {
+			if err := in.appendTensor(res[0], 1); err != nil {
+				return err
+			}
 		}
-		return out.appendTensor(res[1], ob)
+		if out != nil {
+			return out.appendTensor(res[1], ob)
+		}
+		return nil
 	})
 	if err != nil {
+		for _, c := range []*cache{in, out} {
+			if c != nil {
+				c.close()
+			}
+		}
 		return nil, nil, err
 	}
 	return in, out, nil
 }
 
-// sliceImages returns images [start, end) of an [N, ...] tensor.
+// sliceImages returns images [start, end) of an [N, ...] tensor (a copy).
 func sliceImages(images *tensors.Tensor, start, end int) *tensors.Tensor {
 	dims := images.Shape().Dimensions
 	per := 1
 	for _, d := range dims[1:] {
 		per *= d
 	}
-	all := tensors.MustCopyFlatData[float32](images)
+	out := make([]float32, (end-start)*per)
+	tensors.ConstFlatData(images, func(all []float32) { copy(out, all[start*per:end*per]) })
 	nd := append([]int{end - start}, dims[1:]...)
-	return tensors.FromFlatDataAndDimensions(append([]float32(nil), all[start*per:end*per]...), nd...)
+	return tensors.FromFlatDataAndDimensions(out, nd...)
 }

@@ -23,26 +23,29 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 	qdrop := o.Method == MethodQDrop
 	t0 := time.Now()
 	// Input from the partly quantized network, target from the FP network.
-	xin, _, err := r.capture(r.prefixMode(done), u, false, qs, nil)
+	xin, _, err := r.capture(r.prefixMode(done), u, false, qs, nil, true, false)
 	if err != nil {
 		return err
 	}
-	xfp, yfp, err := r.capture(FPMode(), u, false, fs, nil)
+	defer xin.close()
+	xfp, yfp, err := r.capture(FPMode(), u, false, fs, nil, qdrop, true)
 	if err != nil {
 		return err
 	}
-	if !qdrop {
-		xfp = nil
+	defer yfp.close()
+	if xfp != nil {
+		defer xfp.close()
 	}
 	var wts *cache
 	rep := UnitReport{Unit: u.Name, Stage: "weights", Iters: o.WeightIters, CacheSeconds: time.Since(t0).Seconds()}
 	if o.Loss == LossFisher {
 		tf := time.Now()
-		_, g2, err := r.capture(r.unitMode(done, u, RoundNearest), u, true, qs, fs)
+		_, g2, err := r.capture(r.unitMode(done, u, RoundNearest), u, true, qs, fs, false, true)
 		rep.FisherSeconds = time.Since(tf).Seconds()
 		if err != nil {
 			return err
 		}
+		defer g2.close()
 		mean, err := g2.mean()
 		if err != nil {
 			return err
@@ -70,9 +73,6 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 		if c != nil {
 			rep.CacheMB += float64(c.bytes()) / 1e6
 			rep.CacheOnDisk = rep.CacheOnDisk || c.onDisk()
-			if c != qs.x && c != fs.x {
-				defer c.close()
-			}
 		}
 	}
 

@@ -38,6 +38,12 @@ type Quant struct {
 	Output       string             `json:"output,omitempty"`
 	// Mixed is set by `brecq mixed`: the bit-width search behind the run.
 	Mixed *Mixed `json:"mixed,omitempty"`
+
+	// PeakRSSMB is the process's peak resident memory (getrusage maxrss, MB
+	// of 2^20 bytes) at the end of the run, CalibPeakRSSMB the same at the
+	// end of the calibration (before any evaluation); 0 = not measured.
+	PeakRSSMB      float64 `json:"peak_rss_mb,omitempty"`
+	CalibPeakRSSMB float64 `json:"calib_peak_rss_mb,omitempty"`
 	// File is where the record was loaded from (not stored).
 	File string `json:"-"`
 }

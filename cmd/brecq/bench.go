@@ -99,9 +99,14 @@ Examples:
 	full := fs.Bool("full", false, "also run a whole W2A4 calibration at 2000/500 iterations per unit (long)")
 	fpSeconds := fs.Float64("fp-seconds", 10, "time each FP measure (inference, train step) for this many seconds after a warm-up run")
 	jsonOut := fs.String("json", "", "write the benchmark record (JSON) here")
+	memLimit := fs.Float64("mem-limit-mb", defaultMemLimitMB, "soft limit (MB) on the Go heap, as quantize's (0 = none; GOMEMLIMIT, when set, wins)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := checkFloats(floatFlag{"mem-limit-mb", memLimit, nonNegative}); err != nil {
+		return err
+	}
+	setMemoryLimit(*memLimit)
 	if *iters < 2 || *actIters < 2 {
 		return fmt.Errorf("--iters %d, --act-iters %d: need at least 2 iterations for a median", *iters, *actIters)
 	}

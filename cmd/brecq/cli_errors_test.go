@@ -141,6 +141,8 @@ func TestBadInputs(t *testing.T) {
 		{"fisher-mix-nan", []string{"quantize", "--fisher-mix", "NaN"}, "", 1, []string{"--fisher-mix NaN", "[0, 1]"}, early, ""},
 		{"drop-prob-2", []string{"quantize", "--drop-prob", "2"}, "", 1, []string{"--drop-prob 2", "(0, 1]"}, early, ""},
 		{"max-cache-inf", []string{"quantize", "--max-cache-mb", "Inf"}, "", 1, []string{"--max-cache-mb +Inf"}, early, ""},
+		{"mem-limit-neg", []string{"quantize", "--mem-limit-mb", "-1"}, "", 1, []string{"--mem-limit-mb -1", "[0, ∞)"}, early, ""},
+		{"bench-mem-limit-nan", []string{"bench", "--mem-limit-mb", "NaN"}, "", 1, []string{"--mem-limit-mb NaN", "[0, ∞)"}, early, ""},
 		{"mixed-lambda-nan", []string{"mixed", "--lambda", "NaN"}, "", 1, []string{"--lambda NaN"}, early, ""},
 		{"mixed-bitops-nan", []string{"mixed", "--max-bitops", "NaN"}, "", 1, []string{"--max-bitops NaN"}, early, ""},
 		{"train-lr-nan", []string{"train", "--lr", "NaN"}, "", 1, []string{"--lr"}, early, ""},

@@ -68,7 +68,9 @@ func main() {
 			f.Close()
 		}
 	}
+	stopHeap := startHeapProfile(os.Getenv("BRECQ_HEAPPROFILE"))
 	code := dispatch(os.Args[1:])
+	stopHeap()
 	stop()
 	os.Exit(code)
 }

@@ -3,7 +3,9 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -33,6 +35,7 @@ type quantFlags struct {
 	batch, firstLast, clsIn, stemOut                         *int
 	seed                                                     *uint64
 	lambda, wlr, alr, fisherMix, dropProb, qdropLR, maxCache *float64
+	memLimit                                                 *float64
 	fisherDamped, compare, quiet                             *bool
 }
 
@@ -59,7 +62,8 @@ func addQuantFlags(fs *flag.FlagSet) *quantFlags {
 		fisherDamped:  fs.Bool("fisher-damped", false, "use the authors' Fisher weights (|g|+1)² instead"),
 		dropProb:      fs.Float64("drop-prob", 0.5, "qdrop: probability of keeping an activation element quantized during reconstruction"),
 		qdropLR:       fs.Float64("qdrop-act-lr", 4e-5, "qdrop: Adam learning rate on the step sizes learned with the rounding"),
-		maxCache:      fs.Float64("max-cache-mb", 2048, "keep any cached set of unit inputs/targets larger than this (MB) in a temporary file instead of memory (0 = no bound)"),
+		maxCache:      fs.Float64("max-cache-mb", 2048, "bound (MB) on the sum of the cached sets (calibration streams, unit inputs/targets) kept in memory; a set past it goes to a temporary file instead, same results (0 = no bound)"),
+		memLimit:      fs.Float64("mem-limit-mb", defaultMemLimitMB, "soft limit (MB) on the Go heap: the garbage collector works harder as the heap nears it (runtime/debug.SetMemoryLimit; 0 = none, Go's default of collecting at twice the live heap; GOMEMLIMIT, when set, wins)"),
 		cacheDir:      fs.String("cache-dir", "", "folder for those files (default: the system's temporary folder)"),
 		compare:       fs.Bool("compare", false, "also evaluate the FP and nearest-rounding networks and print all three"),
 		out:           fs.String("out", "", "write the quantized network (safetensors: dequantized weights, integer codes, scales)"),
@@ -116,6 +120,7 @@ func (f *quantFlags) checkFloats() error {
 		floatFlag{"drop-prob", f.dropProb, unitOpenLo},
 		floatFlag{"qdrop-act-lr", f.qdropLR, positive},
 		floatFlag{"max-cache-mb", f.maxCache, nonNegative},
+		floatFlag{"mem-limit-mb", f.memLimit, nonNegative},
 	)
 }
 
@@ -182,7 +187,30 @@ func (f *quantFlags) options() (brecq.Options, error) {
 	if err := opt.Validate(); err != nil {
 		return opt, fmt.Errorf("bad flags: %w", err)
 	}
-	return opt, f.checkFloats()
+	if err := f.checkFloats(); err != nil {
+		return opt, err
+	}
+	setMemoryLimit(*f.memLimit)
+	return opt, nil
+}
+
+// defaultMemLimitMB is --mem-limit-mb's default: with the caches bounded by
+// --max-cache-mb (2 048) and one minibatch step's buffers, ResNet-18 at
+// 224×224 lives in ~4.5 GB; the limit keeps the heap from doubling past
+// that (measured: README, "At ImageNet size").
+const defaultMemLimitMB = 6000
+
+// setMemoryLimit sets the Go runtime's soft memory limit to mb megabytes
+// (10⁶ bytes; 0 = none) unless the GOMEMLIMIT environment variable is set.
+func setMemoryLimit(mb float64) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	if mb == 0 {
+		debug.SetMemoryLimit(math.MaxInt64)
+		return
+	}
+	debug.SetMemoryLimit(int64(mb * 1e6))
 }
 
 // quantEnv is what a quantization job runs on.
@@ -281,6 +309,9 @@ func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRec
 	}
 	rec.CalibSeconds = time.Since(t0).Seconds()
 	rec.Units = q.Report.Units
+	if kb, ok := peakRSSKB(); ok {
+		rec.CalibPeakRSSMB = float64(kb) / 1024
+	}
 	fmt.Printf("calibration: %.1f s\n", rec.CalibSeconds)
 	te := time.Now()
 	// testAccuracy is top-1 and mean cross-entropy of a quantizer's network
@@ -365,6 +396,11 @@ func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRec
 	fmt.Printf("| %s | %.2f |\n\n", label, rec.QuantTop1)
 	fmt.Printf("(%s, %d calibration images, seed %d, %d/%d iterations per unit, calibration %.0f s, backend %s)\n",
 		ds.Name, *f.calib, *f.seed, opt.WeightIters, opt.ActIters, rec.CalibSeconds, engine.Name())
+	if kb, ok := peakRSSKB(); ok {
+		rec.PeakRSSMB = float64(kb) / 1024
+		fmt.Printf("peak resident memory: %.0f MB (%.0f MB by the end of the calibration; load average %s)\n",
+			rec.PeakRSSMB, rec.CalibPeakRSSMB, loadAvg())
+	}
 	// Every output is staged, then all are renamed into place together.
 	if outs == nil {
 		outs = &atomicfile.Batch{}
