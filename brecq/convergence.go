@@ -27,7 +27,7 @@ func (r *Quantizer) cacheLoss(u *Unit, mode Mode, xin, y *cache, p float64) (flo
 	}
 	defer exec.Finalize()
 	sum := 0.0
-	err = chunks(xin.n, func(idx []int) error {
+	err = chunks(xin.n, chunkSize(xin.imageBytes(), maxChunk), func(idx []int) error {
 		xb, err := xin.batch(idx)
 		if err != nil {
 			return err
