@@ -10,6 +10,9 @@ mode) and writes into --out:
                               models/ folder (resnet18, resnet50, mobilenetv2, regnetx*)
   <arch>-<size>.safetensors   "input" [2,3,size,size] and "logits" [2,classes]
 
+mobilenetv2-s1 is mobilenet_v2 with the stem at stride 1 (brecq's MobileNetV2S1); its
+state_dict carries the metadata model=mobilenetv2-s1 and its references a 28×28 size too.
+
 The logits are computed in float64 from the float32 weights and input, so they are
 the exact network output up to float64 rounding. Run with Debian's python3:
 
@@ -31,6 +34,14 @@ from torchvision.models.regnet import BlockParams, RegNet
 CLASSES = 10  # a small classifier keeps the files small; the Go side reads it from the checkpoint
 
 
+def mobilenetv2_s1():
+    # brecq's mobilenetv2-s1: torchvision's mobilenet_v2 with the stem at stride 1
+    # (the patch scripts/train_mobilenetv2.py applies, here with 3 input channels).
+    m = tvm.mobilenet_v2(num_classes=CLASSES)
+    m.features[0][0].stride = (1, 1)
+    return m
+
+
 def regnet(depth, w_0, w_a, w_m, group_width):
     # torchvision 0.14 has no regnet_x_600mf; its RegNet class with the RegNetX
     # parameters of the paper (the authors' regnetX_*_config) builds it.
@@ -42,6 +53,7 @@ BUILDERS = {
     "resnet18": lambda: tvm.resnet18(num_classes=CLASSES),
     "resnet50": lambda: tvm.resnet50(num_classes=CLASSES),
     "mobilenetv2": lambda: tvm.mobilenet_v2(num_classes=CLASSES),
+    "mobilenetv2-s1": mobilenetv2_s1,
     "regnetx600m": lambda: regnet(16, 48, 36.97, 2.24, 24),
     "regnetx3200m": lambda: regnet(25, 88, 26.31, 2.25, 48),
     "mnasnet": lambda: tvm.mnasnet1_0(num_classes=CLASSES),
@@ -94,6 +106,13 @@ def authors_regnet(name):
     return ".".join(["s" + s, "b%d" % (j + 1)] + rest)
 
 
+# Architectures whose state_dict cannot tell them apart from another one: the
+# file's metadata names them (brecq's LoadArch reads "model").
+METADATA = {"mobilenetv2-s1": {"model": "mobilenetv2-s1"}}
+
+# Input sizes written besides --sizes: the 28×28 the variant is made for.
+EXTRA_SIZES = {"mobilenetv2-s1": [28]}
+
 AUTHORS = {
     "resnet18": lambda n: n,  # their models/resnet.py uses torchvision's names
     "resnet50": lambda n: n,
@@ -117,13 +136,15 @@ def randomise(model, gen):
                 m.bias.copy_(torch.randn(m.out_features, generator=gen) * 0.1)
 
 
-def write_safetensors(path, tensors):
+def write_safetensors(path, tensors, metadata=None):
     header, blobs, off = {}, [], 0
     for name, t in tensors.items():
         data = t.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
         header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(data)]}
         blobs.append(data)
         off += len(data)
+    if metadata:
+        header["__metadata__"] = metadata
     h = json.dumps(header, separators=(",", ":")).encode()
     h += b" " * (-len(h) % 8)
     tmp = path + ".tmp"
@@ -151,13 +172,13 @@ def main():
         randomise(model, gen)
         model.eval()
         sd = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-        write_safetensors(os.path.join(a.out, arch + ".safetensors"), sd)
+        write_safetensors(os.path.join(a.out, arch + ".safetensors"), sd, METADATA.get(arch))
         if arch in AUTHORS:
             ren = {AUTHORS[arch](k): v for k, v in sd.items()}
             assert len(ren) == len(sd)
             write_safetensors(os.path.join(a.out, arch + "-authors.safetensors"), ren)
         model64 = model.double()
-        for size in [int(s) for s in a.sizes.split(",")]:
+        for size in [int(s) for s in a.sizes.split(",")] + EXTRA_SIZES.get(arch, []):
             x = torch.randn(2, 3, size, size, generator=gen)
             with torch.no_grad():
                 logits = model64(x.double())

@@ -2,6 +2,7 @@ package models
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,12 +14,17 @@ import (
 
 // Archs lists the architecture names New accepts.
 func Archs() []string {
-	return []string{"resnet20", "resnet18", "resnet50", "mobilenetv2", "regnetx600m", "regnetx3200m", "mnasnet"}
+	return []string{"resnet20", "resnet18", "resnet50", "mobilenetv2", "mobilenetv2-s1", "regnetx600m", "regnetx3200m", "mnasnet"}
 }
+
+// strideVariants maps an architecture whose state_dict is tensor for tensor
+// that of another (only strides differ) to that other one.
+var strideVariants = map[string]string{"mobilenetv2-s1": "mobilenetv2"}
 
 // New describes architecture arch (one of Archs()) for inC×h×w inputs and
 // the given number of classes, with torchvision's parameter names. mnasnet is
-// MNASNet 1.0 (LoadArch also reads other depth multipliers).
+// MNASNet 1.0 (LoadArch also reads other depth multipliers); mobilenetv2-s1
+// is MobileNetV2 with a stride-1 stem (MobileNetV2S1).
 func New(arch string, inC, h, w, classes int) (*Net, error) {
 	if inC < 1 || h < 1 || w < 1 || classes < 1 {
 		return nil, fmt.Errorf("models: %s for %d×%d×%d inputs and %d classes: every size must be ≥ 1", arch, inC, h, w, classes)
@@ -32,6 +38,8 @@ func New(arch string, inC, h, w, classes int) (*Net, error) {
 		return ImageNetResNet(50, inC, h, w, classes)
 	case "mobilenetv2":
 		return MobileNetV2(inC, h, w, classes)
+	case "mobilenetv2-s1":
+		return MobileNetV2S1(inC, h, w, classes)
 	case "regnetx600m":
 		return RegNetX(arch, RegNetX600MF, inC, h, w, classes)
 	case "regnetx3200m":
@@ -60,7 +68,7 @@ func identity(s string) string { return s }
 func Layouts(arch string) []Layout {
 	tv := Layout{Name: "torchvision", Rename: identity}
 	switch arch {
-	case "mobilenetv2":
+	case "mobilenetv2", "mobilenetv2-s1":
 		return []Layout{tv, {Name: "authors", Rename: AuthorsMobileNetV2Name}}
 	case "regnetx600m", "regnetx3200m":
 		return []Layout{tv, {Name: "authors", Rename: AuthorsRegNetName}}
@@ -137,7 +145,11 @@ type Checkpoint struct {
 }
 
 // LoadArch reads the safetensors state_dict at path as architecture arch
-// (one of Archs(); "" tries them all) for inC×h×w inputs. The layout is
+// (one of Archs(); "" tries them all) for inC×h×w inputs. A variant that
+// differs from another architecture only in its strides (mobilenetv2-s1) has
+// the same tensors, so "" tries it instead of that architecture only when the
+// file's metadata says model=<variant>, and the base architecture otherwise.
+// The layout is
 // detected from the tensor names (Layouts), the class count from the
 // classifier's weight. Parameters are returned under torchvision's names.
 // When no layout of any tried architecture matches, the error names the file
@@ -148,7 +160,14 @@ func LoadArch(path, arch string, inC, h, w int) (*Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	archs := Archs()
+	var archs []string
+	for _, a := range Archs() {
+		if base, ok := strideVariants[a]; !ok {
+			archs = append(archs, a)
+		} else if meta["model"] == a {
+			archs[slices.Index(archs, base)] = a
+		}
+	}
 	if arch != "" {
 		if _, err := New(arch, 1, 1, 1, 1); err != nil {
 			return nil, err

@@ -161,6 +161,22 @@ func TestLoadArchDetectsAndReports(t *testing.T) {
 	if _, ok := ck.Params["features.2.conv.1.0.weight"]; !ok || len(ck.Params) != len(net.ParamShapes()) {
 		t.Errorf("parameters not under torchvision's names: %d tensors", len(ck.Params))
 	}
+	// mobilenetv2-s1 has mobilenetv2's tensors: detection picks it only when
+	// the metadata names it, and its stem then runs at stride 1.
+	plain := writeFile(t, dir, "tv.safetensors", torchFile(func() []rawTensor { ts, _ := torchStateDict(t, net.ParamShapes(), 7); return ts }(), `{"format":"pt"}`))
+	s1 := writeFile(t, dir, "s1.safetensors", torchFile(func() []rawTensor { ts, _ := torchStateDict(t, net.ParamShapes(), 7); return ts }(), `{"format":"pt","model":"mobilenetv2-s1"}`))
+	for _, c := range []struct {
+		path, arch, want string
+		stride           int
+	}{{plain, "", "mobilenetv2", 2}, {s1, "", "mobilenetv2-s1", 1}, {plain, "mobilenetv2-s1", "mobilenetv2-s1", 1}, {s1, "mobilenetv2", "mobilenetv2", 2}} {
+		ck, err := models.LoadArch(c.path, c.arch, 3, 32, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ck.Net.Blocks[0].Layers[0].Stride; ck.Net.Name != c.want || got != c.stride || ck.Layout != "torchvision" {
+			t.Errorf("%s as %q: %s (%s layout), stem stride %d; want %s, stride %d", filepath.Base(c.path), c.arch, ck.Net.Name, ck.Layout, got, c.want, c.stride)
+		}
+	}
 	// One tensor renamed, one dropped: the error names both, the arch and the layout.
 	delete(authors, "features.3.conv.4.weight")
 	authors["features.3.conv.9.weight"] = []int{144}

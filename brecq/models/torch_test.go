@@ -121,11 +121,14 @@ func (o splitGroupOps) Layer(l *models.Layer, x *graph.Node) *graph.Node {
 // PyTorch (scripts/torch_reference.py: fixed seed, random BatchNorm
 // statistics, eval mode, float64 logits), loads its state_dict — and the
 // authors' renaming of it — with LoadArch and compares the Go network's
-// logits at 64×64 and 224×224: max relative difference ≤ 1e-4.
+// logits at 64×64 and 224×224 (and 28×28 for mobilenetv2-s1, torchvision's
+// mobilenet_v2 with its stem at stride 1): max relative difference ≤ 1e-4.
 func TestTorchvisionLogits(t *testing.T) {
 	py := torchPython(t)
 	sizes := []int{64, 224}
-	archs := []string{"resnet18", "resnet50", "mobilenetv2", "regnetx600m", "regnetx3200m", "mnasnet"}
+	// mobilenetv2-s1 (stride-1 stem) is checked at 28×28 too, the size it is made for.
+	extraSizes := map[string][]int{"mobilenetv2-s1": {28}}
+	archs := []string{"resnet18", "resnet50", "mobilenetv2", "mobilenetv2-s1", "regnetx600m", "regnetx3200m", "mnasnet"}
 	// BRECQ_TORCH_REF_DIR reuses references written earlier by the script.
 	dir := os.Getenv("BRECQ_TORCH_REF_DIR")
 	if dir == "" {
@@ -164,7 +167,7 @@ func TestTorchvisionLogits(t *testing.T) {
 			if auto, err := models.LoadArch(filepath.Join(dir, f), "", 3, 224, 224); err != nil || auto.Net.Name != ck.Net.Name {
 				t.Errorf("%s: detecting the architecture: %v", f, err)
 			}
-			for _, size := range sizes {
+			for _, size := range append(append([]int(nil), sizes...), extraSizes[arch]...) {
 				t.Run(fmt.Sprintf("%s/%d", strings.TrimSuffix(f, ".safetensors"), size), func(t *testing.T) {
 					ref, _, err := safetensors.ReadFile(filepath.Join(dir, fmt.Sprintf("%s-%d.safetensors", arch, size)))
 					if err != nil {

@@ -3,9 +3,11 @@ package main
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,7 +30,7 @@ type QuantRecord = runrecord.Quant
 type quantFlags struct {
 	*netFlags
 	method, gran, loss, out, jsonOut, cacheDir               *string
-	state, resume, onnxOut, actInput, actInit                *string
+	state, resume, onnxOut, actInput, actInit, layerBits     *string
 	actInitImages                                            *int
 	authors, unitLosses                                      *bool
 	wbits, abits, iters, actIters, calib                     *int
@@ -56,6 +58,7 @@ func addQuantFlags(fs *flag.FlagSet) *quantFlags {
 		wlr:           fs.Float64("lr", 1e-3, "Adam learning rate on AdaRound's V (paper: 1e-3; a reduced --iters budget may want more)"),
 		alr:           fs.Float64("act-lr", 4e-4, "Adam learning rate on activation step sizes (cosine to 0)"),
 		firstLast:     fs.Int("first-last-bits", 8, "bits of the first (stem) and last (classifier) weights"),
+		layerBits:     fs.String("layer-bits", "", "per-layer weight bits overriding --wbits and --first-last-bits: comma-separated SEL=BITS, SEL a layer name, depthwise (convolutions with one input channel per group) or pointwise (1×1 convolutions with groups = 1); a layer name wins over a class"),
 		clsIn:         fs.Int("classifier-input-bits", 8, "bits of the activation feeding the classifier (0 = same as --abits, the authors' code in effect)"),
 		stemOut:       fs.Int("stem-output-bits", 8, "bits of the stem's output activation (8 as in the authors' code; 0 = same as --abits)"),
 		fisherMix:     fs.Float64("fisher-mix", 1, "Fisher weights (1−α) + α·g²/mean(g²); α in [0,1]"),
@@ -281,6 +284,9 @@ Examples:
 	if err != nil {
 		return err
 	}
+	if opt.LayerBits, err = parseLayerBits(*f.layerBits, e.net); err != nil {
+		return err
+	}
 	rec := f.record("quantize", args, e, opt)
 	fmt.Printf("quantize %s: method %s, W%dA%d, granularity %s, loss %s, %d/%d iterations per unit, %d calibration images\n",
 		e.net.Name, opt.Method, opt.WBits, opt.ABits, opt.Granularity, opt.Loss, opt.WeightIters, opt.ActIters, *f.calib)
@@ -447,4 +453,55 @@ func withMethod(o brecq.Options, m brecq.Method) brecq.Options {
 	o.Method = m
 	o.Progress = nil
 	return o
+}
+
+// parseLayerBits reads --layer-bits: comma-separated SEL=BITS where SEL is a
+// layer of net, "depthwise" (every convolution with Groups = In, one input
+// channel per group) or "pointwise" (every 1×1 convolution with Groups = 1).
+// A layer named explicitly takes its own bits over its class's. Empty: nil.
+func parseLayerBits(spec string, net *models.Net) (map[string]int, error) {
+	if spec == "" {
+		return nil, nil
+	}
+	classes, named := map[string]int{}, map[string]int{}
+	for _, item := range strings.Split(spec, ",") {
+		sel, bs, ok := strings.Cut(strings.TrimSpace(item), "=")
+		b, err := strconv.Atoi(bs)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("--layer-bits %q: %q is not SEL=BITS (SEL a layer name, depthwise or pointwise; BITS 2..8)", spec, item)
+		}
+		if err := checkBits("layer-bits", "bits of "+sel, b, false, false); err != nil {
+			return nil, err
+		}
+		switch {
+		case sel == "depthwise" || sel == "pointwise":
+			classes[sel] = b
+		case net.Layer(sel) != nil:
+			named[sel] = b
+		default:
+			return nil, fmt.Errorf("--layer-bits %q: %s has no layer %q (want a layer name, depthwise or pointwise)", spec, net.Name, sel)
+		}
+	}
+	out, found := map[string]int{}, map[string]int{}
+	for _, l := range net.Layers() {
+		class := ""
+		switch {
+		case l.Kind != models.Conv:
+		case l.Groups > 1 && l.Groups == l.In:
+			class = "depthwise"
+		case l.Kernel == 1 && l.Groups == 1:
+			class = "pointwise"
+		}
+		if b, ok := classes[class]; ok {
+			out[l.Name] = b
+			found[class]++
+		}
+	}
+	for k := range classes {
+		if found[k] == 0 {
+			return nil, fmt.Errorf("--layer-bits %q: %s has no %s convolution", spec, net.Name, k)
+		}
+	}
+	maps.Copy(out, named)
+	return out, nil
 }
