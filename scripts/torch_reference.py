@@ -23,13 +23,13 @@ little-endian header length, JSON header {name: {dtype, shape, data_offsets}}, r
 little-endian data.
 """
 import argparse
-import json
 import os
-import struct
 
 import torch
 import torchvision.models as tvm
 from torchvision.models.regnet import BlockParams, RegNet
+
+from train_mobilenetv2 import save_safetensors
 
 CLASSES = 10  # a small classifier keeps the files small; the Go side reads it from the checkpoint
 
@@ -137,23 +137,8 @@ def randomise(model, gen):
 
 
 def write_safetensors(path, tensors, metadata=None):
-    header, blobs, off = {}, [], 0
-    for name, t in tensors.items():
-        data = t.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(data)]}
-        blobs.append(data)
-        off += len(data)
-    if metadata:
-        header["__metadata__"] = metadata
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
+    # One safetensors writer for the repository's scripts: train_mobilenetv2's.
+    save_safetensors(path, tensors, metadata)
 
 
 def main():
