@@ -253,12 +253,8 @@ func (r *Quantizer) learnStepSizes(u *Unit, xin, yfp *cache, on map[string]bool,
 	defer exec.Finalize()
 	rep := UnitReport{Unit: u.Name, Stage: "activations", Iters: o.ActIters, CacheMB: float64(xin.bytes()+yfp.bytes()) / 1e6,
 		CacheSeconds: cacheSec}
-	if o.UnitLosses {
-		l, err := r.cacheLoss(u, mode, xin, yfp, o.ActP)
-		if err != nil {
-			return err
-		}
-		rep.LossBefore, rep.LossP = ptr(l), o.ActP
+	if err := r.recordCacheLoss(&rep, &rep.LossBefore, u, mode, xin, yfp, o.ActP); err != nil {
+		return err
 	}
 	idx := make([]int, o.Batch)
 	err = r.adamLoop(exec, in.args(), []*adamGroup{steps}, o.ActIters, xin.n, idx, &rep,
@@ -277,12 +273,8 @@ func (r *Quantizer) learnStepSizes(u *Unit, xin, yfp *cache, on map[string]bool,
 	if err != nil {
 		return err
 	}
-	if o.UnitLosses {
-		l, err := r.cacheLoss(u, mode, xin, yfp, o.ActP)
-		if err != nil {
-			return err
-		}
-		rep.LossAfter = ptr(l)
+	if err := r.recordCacheLoss(&rep, &rep.LossAfter, u, mode, xin, yfp, o.ActP); err != nil {
+		return err
 	}
 	rep.Seconds = time.Since(t0).Seconds()
 	r.Report.Units = append(r.Report.Units, rep)

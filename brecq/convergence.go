@@ -28,11 +28,7 @@ func (r *Quantizer) cacheLoss(u *Unit, mode Mode, xin, y *cache, p float64) (flo
 	defer exec.Finalize()
 	sum := 0.0
 	err = chunks(xin.n, chunkSize(xin.imageBytes(), maxChunk), func(idx []int) error {
-		xb, err := xin.batch(idx)
-		if err != nil {
-			return err
-		}
-		yb, err := y.batch(idx)
+		xb, yb, err := xyBatch(idx, xin, y)
 		if err != nil {
 			return err
 		}
@@ -47,6 +43,20 @@ func (r *Quantizer) cacheLoss(u *Unit, mode Mode, xin, y *cache, p float64) (flo
 		return 0, err
 	}
 	return sum / float64(xin.n), nil
+}
+
+// recordCacheLoss, with Options.UnitLosses, sets *dst to cacheLoss(u, mode,
+// xin, y, p) and rep.LossP to p; without it, it does nothing.
+func (r *Quantizer) recordCacheLoss(rep *UnitReport, dst **float64, u *Unit, mode Mode, xin, y *cache, p float64) error {
+	if !r.opt.UnitLosses {
+		return nil
+	}
+	l, err := r.cacheLoss(u, mode, xin, y, p)
+	if err != nil {
+		return err
+	}
+	*dst, rep.LossP = ptr(l), p
+	return nil
 }
 
 // decided returns the fraction of the rounding variables v whose rectified

@@ -204,15 +204,22 @@ func toAny(ts []*tensors.Tensor) []any {
 // fillXY loads minibatch idx of a unit's cached inputs xin and targets y
 // into their slots of args.
 func fillXY(args []any, idx []int, xin, y *cache, xSlot, ySlot slot) error {
-	xb, err := xin.batch(idx)
-	if err != nil {
-		return err
-	}
-	yb, err := y.batch(idx)
+	xb, yb, err := xyBatch(idx, xin, y)
 	if err != nil {
 		return err
 	}
 	xSlot.set(args, xb)
 	ySlot.set(args, yb)
 	return nil
+}
+
+// xyBatch reads minibatch idx of a unit's cached inputs xin and targets y.
+func xyBatch(idx []int, xin, y *cache) (xb, yb *tensors.Tensor, err error) {
+	if xb, err = xin.batch(idx); err != nil {
+		return nil, nil, err
+	}
+	if yb, err = y.batch(idx); err != nil {
+		return nil, nil, err
+	}
+	return xb, yb, nil
 }

@@ -163,13 +163,8 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 	if len(groups) > 1 {
 		groups[1].lr.set(args, float32(o.QDropActLR))
 	}
-	if o.UnitLosses {
-		m := r.unitMode(done, u, RoundNearest)
-		l, err := r.cacheLoss(u, m, xin, yfp, 2)
-		if err != nil {
-			return err
-		}
-		rep.LossBefore, rep.LossP = ptr(l), 2
+	if err := r.recordCacheLoss(&rep, &rep.LossBefore, u, r.unitMode(done, u, RoundNearest), xin, yfp, 2); err != nil {
+		return err
 	}
 	idx := make([]int, o.Batch)
 	lam, lastReg := 0.0, 0.0
@@ -231,12 +226,8 @@ func (r *Quantizer) reconstructWeights(u *Unit, done map[string]bool, qs, fs *st
 	if o.WeightIters > 0 && nv > 0 {
 		rep.HDecided, rep.RoundPerWeight = ptr(decided(vs...)), ptr(lastReg/float64(nv))
 	}
-	if o.UnitLosses {
-		l, err := r.cacheLoss(u, r.unitMode(done, u, RoundHard), xin, yfp, 2)
-		if err != nil {
-			return err
-		}
-		rep.LossAfter = ptr(l)
+	if err := r.recordCacheLoss(&rep, &rep.LossAfter, u, r.unitMode(done, u, RoundHard), xin, yfp, 2); err != nil {
+		return err
 	}
 	rep.Seconds = time.Since(t0).Seconds()
 	r.Report.Units = append(r.Report.Units, rep)
