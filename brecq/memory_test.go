@@ -42,6 +42,14 @@ func TestChunkSize(t *testing.T) {
 		if got := chunkSize(4, 7); got != 7 {
 			t.Errorf("capped at 7: chunk %d", got)
 		}
+		// Evaluation batches: Fashion-MNIST (1×28×28, ⌊2^30/(48·3 136)⌋ = 7 133)
+		// keeps 500; ImageNet's 3×224×224 gets 37.
+		if got := EvalBatch(28*28*4, 500); got != 500 {
+			t.Errorf("1×28×28 evaluation batch %d, want 500", got)
+		}
+		if got := EvalBatch(3*224*224*4, 500); got != 37 {
+			t.Errorf("3×224×224 evaluation batch %d, want 37", got)
+		}
 	})
 }
 

@@ -30,6 +30,15 @@ func chunkSize(perImage int64, maxN int) int {
 	return int(max(1, min(n, int64(maxN))))
 }
 
+// EvalBatch is the number of images per evaluation call for network inputs
+// of perImage bytes each, by the caching passes' rule:
+// ⌊2³⁰ / (48 · perImage)⌋ clamped to [1, maxN]. Evaluation builds the same
+// convolution patches as a caching pass, so this bounds its working memory
+// to ~1 GiB: 500 (maxN) Fashion-MNIST images (3 136 bytes), 37 ImageNet
+// images at 3×224×224 (602 112 bytes), where a fixed 500 reached 9.7 GB of
+// resident memory on ResNet-18. The logits do not depend on the batch size.
+func EvalBatch(perImage int64, maxN int) int { return chunkSize(perImage, maxN) }
+
 // stream holds, for every calibration image, the input of block `block` of
 // the network under some mode (channel-first cache). Streams advance block
 // by block as units are finished, so each unit costs one pass over its own

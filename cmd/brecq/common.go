@@ -17,6 +17,7 @@ import (
 	"github.com/gomlx/compute"
 	"github.com/gomlx/gomlx/core/tensors"
 
+	"github.com/brecq-go/brecq/brecq"
 	"github.com/brecq-go/brecq/brecq/engine"
 	"github.com/brecq-go/brecq/brecq/models"
 	"github.com/brecq-go/brecq/datasets"
@@ -76,6 +77,10 @@ type data struct {
 // trainN and testN are the sizes of the two splits.
 func (d *data) trainN() int { return d.Train.Len() }
 func (d *data) testN() int  { return d.Test.Len() }
+
+// evalBatch is the evaluation batch for d's images: brecq.EvalBatch of
+// their byte size, at most 500.
+func (d *data) evalBatch() int { return brecq.EvalBatch(int64(4*d.C*d.H*d.W), 500) }
 
 // tensor wraps n NCHW images of d as a tensor.
 func (d *data) tensor(x []float32, n int) *tensors.Tensor {

@@ -36,12 +36,12 @@ Examples:
   brecq eval --model my.safetensors --json eval.json
 `)
 	nf := addNetFlags(fs, "safetensors checkpoint (PyTorch state_dict layout, or the quantized export of quantize/mixed --out)")
-	batch := fs.Int("batch", 500, "batch size")
+	batch := fs.Int("batch", 0, "batch size (0: sized from the image size, at most 500; 37 at 3×224×224)")
 	jsonOut := fs.String("json", "", "write a JSON record of the evaluation here")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := checkInts(intFlag{"batch", batch, 1}); err != nil {
+	if err := checkInts(intFlag{"batch", batch, 0}); err != nil {
 		return err
 	}
 	if err := checkPaths([]namedPath{{"--json", *jsonOut}}, []namedPath{{"--model", *nf.model}}); err != nil {
@@ -61,6 +61,9 @@ Examples:
 	ev, err := fptrain.NewEvaluator(backend, net, p)
 	if err != nil {
 		return err
+	}
+	if *batch == 0 {
+		*batch = ds.evalBatch()
 	}
 	// Warm up (compilation) on one batch, then time the full pass.
 	bf, stop := ds.testBatchFn(*batch)

@@ -165,7 +165,7 @@ Examples:
 		}
 		secs := time.Since(te).Seconds()
 		p := tr.Params()
-		acc, err := testAccuracy(net, p, ds, 500)
+		acc, err := testAccuracy(net, p, ds, ds.evalBatch())
 		if err != nil {
 			return err
 		}
