@@ -3,6 +3,7 @@ package nbkit
 import (
 	"bytes"
 	"fmt"
+	"html"
 	"math"
 	"regexp"
 	"sort"
@@ -24,7 +25,9 @@ import (
 // What margaid cannot do and this file therefore does before handing the data over:
 // choose ranges with padding and "nice" ticks (margaid's log ticker labels every 1…9×10^k),
 // drop points a log axis cannot show (margaid replaces the whole chart by an error text),
-// and cut histogram bars at a fixed range (margaid does not clip to the frame).
+// cut histogram bars at a fixed range (margaid does not clip to the frame), set the viewBox
+// to the whole image once a legend has grown it (withSize), and lay out a legend of many
+// series in columns (Plot.LegendColumns).
 // margaid picks the colours itself (one per series, in order) and draws no dashed lines;
 // series are told apart by colour and legend, markers by their glyph in the legend.
 
@@ -59,6 +62,10 @@ type Plot struct {
 	Series                []Series
 	Marks                 []Mark
 	Legend                bool // legend below the chart (margaid's BottomLeft: the image grows)
+	// LegendColumns > 1 lays the legend out in that many columns (filled column by column),
+	// fewer when the longest name would not fit: nbkit draws it instead of margaid, for
+	// charts with many series (margaid's legend is one entry per line).
+	LegendColumns int
 }
 
 // F returns a pointer to v (for Plot's optional ranges).
@@ -389,6 +396,96 @@ func render(d *mg.Margaid) string {
 	})
 }
 
+var (
+	svgTagRE  = regexp.MustCompile(`^<svg [^>]*>`)
+	heightRE  = regexp.MustCompile(` height="([0-9.]+)"`)
+	widthRE   = regexp.MustCompile(` width="([0-9.]+)"`)
+	viewBoxRE = regexp.MustCompile(` view[bB]ox="[^"]*"`)
+	hslRE     = regexp.MustCompile(`<g [^>]* stroke="(hsl\([^"]*\))"`)
+)
+
+// svgSize returns the width and height attributes of the root <svg> tag of a rendered chart.
+func svgSize(svg string) (w, h float64) {
+	tag := svgTagRE.FindString(svg)
+	wm, hm := widthRE.FindStringSubmatch(tag), heightRE.FindStringSubmatch(tag)
+	if wm == nil || hm == nil {
+		panic("nbkit: rendered chart has no width/height: " + tag)
+	}
+	fmt.Sscanf(wm[1], "%g", &w)
+	fmt.Sscanf(hm[1], "%g", &h)
+	return w, h
+}
+
+// withSize sets the root <svg> tag's height to h and its viewBox to the whole image, 0 0 w h.
+// margaid grows the height for a legend below the chart but keeps viewbox="0 0 w H" of the
+// size it was created with (and spells it "viewbox", which HTML parsers accept as viewBox):
+// a browser then scales that box into the taller image with "xMidYMid meet", centring the
+// chart vertically and cutting off the legend entries below H + (h − H)/2.
+func withSize(svg string, h float64) string {
+	tag := svgTagRE.FindString(svg)
+	w, _ := svgSize(svg)
+	nt := heightRE.ReplaceAllString(tag, fmt.Sprintf(` height="%g"`, h))
+	box := fmt.Sprintf(` viewBox="0 0 %g %g"`, w, h)
+	if viewBoxRE.MatchString(nt) {
+		nt = viewBoxRE.ReplaceAllString(nt, box)
+	} else {
+		nt = strings.Replace(nt, "<svg", "<svg"+box, 1)
+	}
+	return nt + svg[len(tag):]
+}
+
+// Legend geometry, as margaid's own BottomLeft legend: swatches of the label size (11 px),
+// 1.5 label sizes apart, the first one 1.5 + 1 label sizes + a tick (6 px) below the frame.
+const (
+	legendBox   = 11.0
+	legendLineH = 1.5 * legendBox
+	legendGap   = 4.0 // between swatch and text
+	legendCharW = 6.2 // estimated width of a character of 11 px sans-serif
+)
+
+// legendGrid adds a legend of the named plots to a rendered chart of nominal height h (the
+// frame ends at h − chartInset) that has no legend yet: entry k of n in column k / rows, row
+// k % rows, rows = ⌈n / cols⌉, columns spread evenly over the width right of the swatch
+// column's start; fewer columns when the longest name does not fit. names[i] is the title of
+// the i-th plot margaid drew ("" for none); its colour is read from that plot's stroke.
+func legendGrid(svg string, names []string, h float64, cols int) string {
+	colours := hslRE.FindAllStringSubmatch(svg, -1)
+	if len(colours) != len(names) {
+		panic(fmt.Sprintf("nbkit: %d plots drawn, %d coloured groups in the SVG", len(names), len(colours)))
+	}
+	type entry struct{ name, colour string }
+	var es []entry
+	longest := 0
+	for i, n := range names {
+		if n != "" {
+			es = append(es, entry{n, colours[i][1]})
+			longest = max(longest, utf8.RuneCountInString(n))
+		}
+	}
+	if len(es) == 0 {
+		return svg
+	}
+	w, _ := svgSize(svg)
+	x0 := chartInset + 0.5*legendBox
+	y0 := h - chartInset + legendLineH + legendBox + 6
+	avail := w - x0
+	need := legendBox + legendGap + legendCharW*float64(longest) + legendBox
+	cols = max(1, min(cols, len(es), int(avail/need)))
+	rows := (len(es) + cols - 1) / cols
+	colW := avail / float64(cols)
+	var b strings.Builder
+	b.WriteString(`<g font-family="sans-serif" font-size="11px">`)
+	for k, e := range es {
+		x, y := x0+float64(k/rows)*colW, y0+float64(k%rows)*legendLineH
+		fmt.Fprintf(&b, `<rect fill="%s" height="%g" stroke="%s" width="%g" x="%g" y="%g"/>`, e.colour, legendBox, e.colour, legendBox, x, y)
+		fmt.Fprintf(&b, `<text dominant-baseline="hanging" fill="black" x="%g" y="%g">%s</text>`, x+legendBox+legendGap, y, html.EscapeString(e.name))
+	}
+	b.WriteString(`</g>`)
+	end := strings.LastIndex(svg, "</svg>")
+	svg = svg[:end] + b.String() + svg[end:]
+	return withSize(svg, math.Floor(h+legendLineH*float64(rows)))
+}
+
 // SVG renders the plot with margaid: the series in order (Points with a stroke-less line),
 // then the marks as vertical lines, axes with grid, frame, title and legend.
 func (p Plot) SVG() string {
@@ -396,6 +493,7 @@ func (p Plot) SVG() string {
 	ax, ay := p.ranges()
 	d := newDiagram(w, h, ax, ay)
 	nMarkers := 0
+	var drawn []string // the title of every plot drawn, in order (margaid's colour order)
 	for _, s := range p.Series {
 		xs, ys := p.curve(s, ax, ay)
 		if len(xs) == 1 { // margaid draws no polyline of one point; two equal points carry its marker.
@@ -417,6 +515,7 @@ func (p Plot) SVG() string {
 		ms := mg.NewSeries(mg.Titled(name))
 		ms.Zip(xs, ys)
 		d.Line(ms, using...)
+		drawn = append(drawn, name)
 	}
 	for _, m := range p.Marks {
 		var xs, ys []float64
@@ -435,15 +534,21 @@ func (p Plot) SVG() string {
 		ms := mg.NewSeries(mg.Titled(m.Label))
 		ms.Zip(xs, ys)
 		d.Line(ms, mg.UsingStrokeWidth(1))
+		drawn = append(drawn, m.Label)
 	}
 	axes(d, ax, ay, ax.ticks(), func(v float64) string { return tickLabel(v, ax.log) }, p.XLabel, p.YLabel)
 	if p.Title != "" {
 		d.Title(p.Title)
 	}
+	if p.Legend && p.LegendColumns > 1 {
+		return legendGrid(render(d), drawn, float64(h), p.LegendColumns)
+	}
 	if p.Legend {
 		d.Legend(mg.BottomLeft)
 	}
-	return render(d)
+	out := render(d)
+	_, hh := svgSize(out)
+	return withSize(out, hh)
 }
 
 // Bars is a grouped bar chart: one group per entry of Groups along x, in each one bar per
@@ -498,5 +603,7 @@ func (b Bars) SVG() string {
 		d.Title(b.Title)
 	}
 	d.Legend(mg.BottomLeft)
-	return render(d)
+	out := render(d)
+	_, hh := svgSize(out)
+	return withSize(out, hh)
 }

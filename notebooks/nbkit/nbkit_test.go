@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -339,5 +340,132 @@ func TestPlotTallForLongYLabel(t *testing.T) {
 	long := strings.Repeat("x", 40)
 	if h := height(Plot{Series: s, YLabel: long}); float64(h) < 40*labelCharW+2*chartInset {
 		t.Errorf("40-character y title: height %d, frame shorter than the title", h)
+	}
+}
+
+// viewBoxOf returns the root <svg> tag's height attribute and its viewBox.
+func viewBoxOf(t *testing.T, svg string) (height float64, box [4]float64) {
+	t.Helper()
+	tag := svg[:strings.Index(svg, ">")]
+	if _, err := fmt.Sscanf(tag[strings.Index(tag, ` height="`):], ` height="%g"`, &height); err != nil {
+		t.Fatalf("no height in %s: %v", tag, err)
+	}
+	i := strings.Index(tag, ` viewBox="`)
+	if i < 0 {
+		t.Fatalf("no viewBox in %s", tag)
+	}
+	if _, err := fmt.Sscanf(tag[i:], ` viewBox="%g %g %g %g"`, &box[0], &box[1], &box[2], &box[3]); err != nil {
+		t.Fatalf("viewBox of %s: %v", tag, err)
+	}
+	return height, box
+}
+
+// TestLegendInsideViewBox: margaid grows the image for its legend but kept the viewBox of the
+// nominal size, so a browser centred the chart and cut off the last entries. A 400×300 chart
+// with 6 legend entries is 300 + ⌊6·16.5⌋ = 399 high, its viewBox 0 0 400 399, and the last
+// swatch (top at 300 − 60 + 16.5 + 11 + 6 + 5·16.5 = 356) ends inside it.
+func TestLegendInsideViewBox(t *testing.T) {
+	var s []Series
+	for i := range 5 {
+		s = append(s, Series{Name: fmt.Sprint("s", i), X: []float64{0, 1}, Y: []float64{0, float64(i)}})
+	}
+	svg := Plot{W: 400, H: 300, Legend: true, Series: s, Marks: []Mark{{Label: "m", X: []float64{0.5}}}}.SVG()
+	wellFormed(t, svg)
+	h, box := viewBoxOf(t, svg)
+	if h != 399 || box != [4]float64{0, 0, 400, 399} {
+		t.Fatalf("height %g, viewBox %v; want 399 and [0 0 400 399]", h, box)
+	}
+	if strings.Contains(svg, "viewbox") {
+		t.Error("margaid's viewbox attribute left beside viewBox")
+	}
+	last := regexp.MustCompile(`<rect [^>]*height="11"[^>]*y="([^"]+)"`).FindAllStringSubmatch(svg, -1)
+	var y float64
+	fmt.Sscanf(last[len(last)-1][1], "%g", &y)
+	if len(last) != 6 || math.Abs(y-356) > 1e-9 || y+11 > box[3] {
+		t.Fatalf("%d legend swatches, the last at y = %g; want 6, at 356, inside the viewBox", len(last), y)
+	}
+	// Bars grow the same way: 2 series, 300 + ⌊2·16.5⌋ = 333.
+	bh, bbox := viewBoxOf(t, Bars{Groups: []string{"g"}, Series: []string{"a", "b"}, Values: [][]float64{{1, 2}}, YMax: 3}.SVG())
+	if bh != 333 || bbox != [4]float64{0, 0, 640, 333} {
+		t.Errorf("bar chart: height %g, viewBox %v; want 333 and [0 0 640 333]", bh, bbox)
+	}
+}
+
+// legendEntry is one swatch of nbkit's legend grid with its text.
+type legendEntry struct {
+	colour, name string
+	x, y         float64
+}
+
+var legendEntryRE = regexp.MustCompile(`<rect fill="([^"]+)" height="11" stroke="[^"]+" width="11" x="([^"]+)" y="([^"]+)"/><text [^>]*>([^<]*)</text>`)
+
+func legendEntries(svg string) []legendEntry {
+	var out []legendEntry
+	for _, m := range legendEntryRE.FindAllStringSubmatch(svg, -1) {
+		e := legendEntry{colour: m[1], name: m[4]}
+		fmt.Sscanf(m[2], "%g", &e.x)
+		fmt.Sscanf(m[3], "%g", &e.y)
+		out = append(out, e)
+	}
+	return out
+}
+
+// TestLegendColumns checks the legend grid against positions computed by hand and its
+// colours against the curves'. A 760×400 chart: the swatch column starts at x0 = 60 + 5.5 =
+// 65.5, so 3 columns share 760 − 65.5 = 694.5 px, 231.5 each; 8 entries fill 3 rows (column
+// by column) from y0 = 400 − 60 + 16.5 + 11 + 6 = 373.5, 16.5 apart, and the image is
+// 400 + ⌊3·16.5⌋ = 449 high.
+func TestLegendColumns(t *testing.T) {
+	var s []Series
+	for i := range 7 {
+		s = append(s, Series{Name: fmt.Sprint("s", i), X: []float64{0, 1}, Y: []float64{1, float64(i + 2)}})
+	}
+	p := Plot{W: 760, H: 400, LogY: true, Legend: true, LegendColumns: 3, Series: s, Marks: []Mark{{Label: "m", X: []float64{0.5}}}}
+	svg := p.SVG()
+	wellFormed(t, svg)
+	h, box := viewBoxOf(t, svg)
+	if h != 449 || box != [4]float64{0, 0, 760, 449} {
+		t.Fatalf("height %g, viewBox %v; want 449 and [0 0 760 449]", h, box)
+	}
+	got := legendEntries(svg)
+	strokes := regexp.MustCompile(`<g [^>]* stroke="(hsl[^"]*)"[^>]*><path`).FindAllStringSubmatch(svg, -1)
+	if len(got) != 8 || len(strokes) != 8 {
+		t.Fatalf("%d legend entries and %d curves, want 8 and 8:\n%s", len(got), len(strokes), svg)
+	}
+	for k, e := range got {
+		wantName := fmt.Sprint("s", k)
+		if k == 7 {
+			wantName = "m"
+		}
+		wx, wy := 65.5+float64(k/3)*231.5, 373.5+float64(k%3)*16.5
+		if e.name != wantName || math.Abs(e.x-wx) > 1e-9 || math.Abs(e.y-wy) > 1e-9 {
+			t.Errorf("entry %d: %q at (%g, %g), want %q at (%g, %g)", k, e.name, e.x, e.y, wantName, wx, wy)
+		}
+		if e.colour != strokes[k][1] {
+			t.Errorf("entry %d (%s): swatch %s, its curve %s", k, e.name, e.colour, strokes[k][1])
+		}
+	}
+	if strings.Count(svg, ">s0<") != 1 {
+		t.Error("margaid's own legend drawn beside the grid")
+	}
+	// Many series: 24 curves get 24 different colours, one legend entry each.
+	s = nil
+	for i := range 24 {
+		s = append(s, Series{Name: fmt.Sprintf("unit %02d", i), X: []float64{0, 1}, Y: []float64{0, float64(i)}})
+	}
+	many := legendEntries(Plot{W: 760, H: 400, Legend: true, LegendColumns: 3, Series: s}.SVG())
+	seen := map[string]bool{}
+	for _, e := range many {
+		seen[e.colour] = true
+	}
+	if len(many) != 24 || len(seen) != 24 {
+		t.Errorf("24 series: %d legend entries, %d colours", len(many), len(seen))
+	}
+	// A name too long for two columns side by side (11 + 4 + 6.2·120 + 11 > 694.5 / 2): one column.
+	long := strings.Repeat("x", 120)
+	one := legendEntries(Plot{W: 760, H: 400, Legend: true, LegendColumns: 2,
+		Series: []Series{{Name: long, X: []float64{0, 1}, Y: []float64{0, 1}}, {Name: "b", X: []float64{0, 1}, Y: []float64{1, 0}}}}.SVG())
+	if len(one) != 2 || one[0].x != one[1].x || one[1].y-one[0].y != 16.5 {
+		t.Errorf("long name: entries %+v, want one column", one)
 	}
 }
