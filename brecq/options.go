@@ -98,6 +98,14 @@ type Options struct {
 	// ActInitImages is how many calibration images (or cached inputs) the
 	// activation range search uses (0 = 256; the authors' code: 64).
 	ActInitImages int `json:"act_init_images,omitempty"`
+	// Minibatch is how each optimisation iteration draws its Batch images
+	// among a unit's N cached ones: MinibatchIID ("": Batch independent
+	// uniform draws, so an image can appear twice — with N = 1 024 and
+	// Batch = 32, 1 − Π_{k<32}(1 − k/1 024) ≈ 38 % of minibatches hold a
+	// repeat) or MinibatchDistinct (a uniformly random Batch-subset, as the
+	// BRECQ authors' torch.randperm(N)[:Batch]; Batch > N draws all N).
+	// Each iteration's draw is independent of the others either way.
+	Minibatch string `json:"minibatch,omitempty"`
 	// UnitLosses records, for every unit and stage, the loss over the
 	// unit's whole calibration cache before and after the stage
 	// (UnitReport.LossBefore / LossAfter): two extra passes of the unit over
@@ -112,6 +120,12 @@ type Options struct {
 	// changes nothing in the run; nil costs nothing.
 	OnIter func(IterStats) `json:"-"`
 }
+
+// The Minibatch values.
+const (
+	MinibatchIID      = ""
+	MinibatchDistinct = "distinct"
+)
 
 // The ActInput and ActInit values.
 const (
@@ -188,6 +202,11 @@ func (o Options) Validate() error {
 	case ActInitUnit, ActInitNetwork:
 	default:
 		return errorf("activation range initialisation %q: want %q or %q", o.ActInit, "unit", ActInitNetwork)
+	}
+	switch o.Minibatch {
+	case MinibatchIID, MinibatchDistinct:
+	default:
+		return errorf("minibatch sampling %q: want %q (independent draws) or %q", o.Minibatch, "iid", MinibatchDistinct)
 	}
 	if o.ActInitImages < 0 {
 		return errorf("activation range images %d: want ≥ 1 (0 = 256)", o.ActInitImages)

@@ -145,11 +145,10 @@ func (r *Quantizer) adamLoop(exec *graph.Exec, args []any, groups []*adamGroup, 
 		bar = progress.New(r.opt.Progress, fmt.Sprintf("%s %-16s", strings.ToUpper(rep.Stage[:1]), rep.Unit), iters)
 	}
 	times := make(iterTimes, 0, iters)
+	draw := r.minibatchDraw(n)
 	for it := 0; it < iters; it++ {
 		ti := time.Now()
-		for j := range idx {
-			idx[j] = r.rng.IntN(n)
-		}
+		draw(idx)
 		for _, g := range groups {
 			k := g.p.n
 			g.p.set(args, toAny(g.state[:k])...)
@@ -191,6 +190,39 @@ func (r *Quantizer) adamLoop(exec *graph.Exec, args []any, groups []*adamGroup, 
 	}
 	times.record(rep)
 	return nil
+}
+
+// minibatchDraw returns the function that fills a minibatch of indices
+// among n cached images from the Quantizer's generator, as
+// Options.Minibatch says: independent uniform draws (MinibatchIID), or a
+// uniformly random subset of distinct images (MinibatchDistinct: a partial
+// Fisher–Yates shuffle of a permutation of 0..n−1 kept between calls, which
+// gives every len(idx)-subset the same probability whatever the
+// permutation's state; with len(idx) > n the n images fill the first n
+// places and the rest are drawn independently).
+func (r *Quantizer) minibatchDraw(n int) func(idx []int) {
+	if r.opt.Minibatch != MinibatchDistinct {
+		return func(idx []int) {
+			for j := range idx {
+				idx[j] = r.rng.IntN(n)
+			}
+		}
+	}
+	perm := make([]int, n)
+	for i := range perm {
+		perm[i] = i
+	}
+	return func(idx []int) {
+		for j := range idx {
+			if j >= n {
+				idx[j] = r.rng.IntN(n)
+				continue
+			}
+			k := j + r.rng.IntN(n-j)
+			perm[j], perm[k] = perm[k], perm[j]
+			idx[j] = perm[j]
+		}
+	}
 }
 
 func toAny(ts []*tensors.Tensor) []any {

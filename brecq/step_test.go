@@ -3,6 +3,8 @@ package brecq
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gomlx/gomlx/core/graph"
@@ -125,5 +127,72 @@ func TestKeyTensorsRoundTrip(t *testing.T) {
 	}
 	if q.Q.tensor(key{aScaleT, "pt"}).Shape().Rank() != 0 {
 		t.Error("per-tensor step size is not a scalar input")
+	}
+}
+
+// TestMinibatchDraw: MinibatchDistinct never repeats an image within a
+// minibatch and, over many draws, picks every image about equally often (each
+// of n = 40 images in a minibatch of 8 with probability 1/5: 4 000 draws give
+// 800 ± 25 per image, so the bound 800 ± 6σ ≈ ±150 fails only if the draw is
+// biased); MinibatchIID repeats images (a minibatch of 8 among 40 holds a
+// repeat with probability 1 − Π_{k<8}(1 − k/40) ≈ 0.53); a minibatch larger
+// than the cache holds every image once, then independent draws; both are
+// reproducible from the seed.
+func TestMinibatchDraw(t *testing.T) {
+	const n, b, draws = 40, 8, 4000
+	run := func(mode string, seed uint64, n, b int) (repeats int, count []int, first []int) {
+		o := DefaultOptions(2, 4)
+		o.Minibatch = mode
+		r := &Quantizer{opt: o, rng: rand.New(rand.NewPCG(seed, 2))}
+		draw := r.minibatchDraw(n)
+		count = make([]int, n)
+		idx := make([]int, b)
+		for d := 0; d < draws; d++ {
+			draw(idx)
+			if d == 0 {
+				first = append([]int(nil), idx...)
+			}
+			seen := map[int]bool{}
+			rep := false
+			for _, i := range idx {
+				if i < 0 || i >= n {
+					t.Fatalf("%s: index %d outside [0, %d)", mode, i, n)
+				}
+				rep = rep || seen[i]
+				seen[i] = true
+				count[i]++
+			}
+			if rep {
+				repeats++
+			}
+		}
+		return repeats, count, first
+	}
+	rep, count, first := run(MinibatchDistinct, 1, n, b)
+	if rep != 0 {
+		t.Errorf("distinct: %d of %d minibatches repeat an image", rep, draws)
+	}
+	for i, c := range count {
+		if math.Abs(float64(c)-draws*b/n) > 150 {
+			t.Errorf("distinct: image %d drawn %d times, want %d ± 150", i, c, draws*b/n)
+		}
+	}
+	if _, _, again := run(MinibatchDistinct, 1, n, b); !slices.Equal(first, again) {
+		t.Errorf("distinct: same seed, different first minibatch %v vs %v", first, again)
+	}
+	if rep, _, _ := run(MinibatchIID, 1, n, b); math.Abs(float64(rep)/draws-0.53) > 0.05 {
+		t.Errorf("iid: %.3f of minibatches repeat an image, want ≈ 0.53", float64(rep)/draws)
+	}
+	// Batch larger than the cache: the first n places are the n images.
+	_, _, big := run(MinibatchDistinct, 3, 5, 7)
+	got := slices.Clone(big[:5])
+	slices.Sort(got)
+	if !slices.Equal(got, []int{0, 1, 2, 3, 4}) {
+		t.Errorf("distinct, batch 7 of 5 images: first five %v, want each image once", big[:5])
+	}
+	o := DefaultOptions(2, 4)
+	o.Minibatch = "random"
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), `"random"`) || !strings.Contains(err.Error(), "distinct") {
+		t.Errorf("Minibatch \"random\": error %v, want one naming the value and the allowed ones", err)
 	}
 }

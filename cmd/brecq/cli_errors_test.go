@@ -129,6 +129,7 @@ func TestBadInputs(t *testing.T) {
 		// 12. An existing directory as --out says so.
 		{"out-is-directory", with(q, "--out", "adir"), "", 1, []string{"adir is a directory, not a file"}, early, ""},
 		// 5. Batch at least 1 everywhere (eval: 0 = sized from the images).
+		{"minibatch-bad", []string{"quantize", "--minibatch", "perm"}, "", 1, []string{`--minibatch "perm"`, "iid or distinct"}, early, ""},
 		{"eval-batch-neg", []string{"eval", "--batch", "-1"}, "", 1, []string{"--batch -1", "at least 0"}, early, ""},
 		{"quantize-batch-0", []string{"quantize", "--batch", "0"}, "", 1, []string{"--batch 0"}, early, ""},
 		{"train-batch-0", []string{"train", "--batch", "0"}, "", 1, []string{"--batch"}, early, ""},

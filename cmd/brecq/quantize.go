@@ -31,6 +31,7 @@ type quantFlags struct {
 	*netFlags
 	method, gran, loss, out, jsonOut, cacheDir               *string
 	state, resume, onnxOut, actInput, actInit, layerBits     *string
+	minibatch                                                *string
 	actInitImages                                            *int
 	authors, unitLosses                                      *bool
 	wbits, abits, iters, actIters, calib                     *int
@@ -79,6 +80,7 @@ func addQuantFlags(fs *flag.FlagSet) *quantFlags {
 		actInit:       fs.String("act-init", "unit", "activation ranges initialised unit by unit after the upstream LSQ (unit) or once over the whole network before any LSQ (network, the authors' code)"),
 		actInitImages: fs.Int("act-init-images", 256, "calibration images (cached inputs) of the activation range search (the authors' code: 64)"),
 		unitLosses:    fs.Bool("unit-losses", false, "record each unit's loss over its whole calibration cache before and after each stage (two extra passes per unit; the optimisation is unchanged)"),
+		minibatch:     fs.String("minibatch", "iid", "how each iteration draws its --batch images among the cached ones: iid (independent draws, an image may repeat) or distinct (a random subset, as the authors' torch.randperm(N)[:batch])"),
 		authors:       fs.Bool("authors", false, "the activation stage exactly as the BRECQ authors' code runs it: --act-input fp --act-init network --act-init-images 64 --classifier-input-bits 0 (overrides those flags)"),
 	}
 }
@@ -169,6 +171,14 @@ func (f *quantFlags) options() (brecq.Options, error) {
 		opt.ActInit = brecq.ActInitNetwork
 	default:
 		return opt, fmt.Errorf("--act-init %q: want unit or network", *f.actInit)
+	}
+	switch *f.minibatch {
+	case "iid":
+		opt.Minibatch = brecq.MinibatchIID
+	case "distinct":
+		opt.Minibatch = brecq.MinibatchDistinct
+	default:
+		return opt, fmt.Errorf("--minibatch %q: want iid or distinct", *f.minibatch)
 	}
 	if *f.actInitImages < 1 {
 		return opt, fmt.Errorf("--act-init-images %d: want at least 1", *f.actInitImages)
