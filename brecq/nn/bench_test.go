@@ -2,10 +2,12 @@ package nn
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
 	benchmarks "github.com/janpfeifer/go-benchmarks"
 
 	"github.com/brecq-go/brecq/internal/microbench"
@@ -117,5 +119,116 @@ func TestBenchConvFwdBwd(t *testing.T) {
 		for _, f := range finalizers {
 			f()
 		}
+	}
+}
+
+// unitInputPatches sets up the two ways a unit's first 3×3 stride-1
+// convolution can read its cached input in a weight iteration (forward and
+// dL/dw for L = Σ y²; the input is data, so no dL/dx): "slices" draws a
+// minibatch of N images from a host cache of 8·N images as [C, N, H, W] and
+// builds the patches in the graph (ConvPatches), "precomputed" keeps every
+// image's patches [9·C, H, W] on the host, computed once, and draws the
+// minibatch as [9·C, N·H·W] for one matrix multiply. Each call draws the
+// same fresh minibatch both ways; the returned check runs both once on the
+// same draw and returns their largest difference in dL/dw.
+func unitInputPatches(tb testing.TB, c convBenchCase) (slices, precomputed func(), check func() float64, finalize func()) {
+	const pool = 8
+	r := rand.New(rand.NewPCG(1, 2))
+	C, N, H, O := c.C, c.N, c.H, c.O
+	img := make([]float32, pool*N*C*H*H) // image-major: [n][c][i][j]
+	for i := range img {
+		img[i] = float32(r.NormFloat64())
+	}
+	// patch[n][(u,v,c)][i][j] = x̃[c, n, i+u, j+v] (zero outside the image).
+	per := 9 * C * H * H
+	patch := make([]float32, pool*N*per)
+	for n := 0; n < pool*N; n++ {
+		for u := 0; u < 3; u++ {
+			for v := 0; v < 3; v++ {
+				for ch := 0; ch < C; ch++ {
+					row := ((u*3+v)*C + ch) * H * H
+					for i := 0; i < H; i++ {
+						for j := 0; j < H; j++ {
+							si, sj := i+u-1, j+v-1
+							if si >= 0 && si < H && sj >= 0 && sj < H {
+								patch[n*per+row+i*H+j] = img[((n*C+ch)*H+si)*H+sj]
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	w := local(randTensor(r, O, C, 3, 3))
+	be := goBackend(tb)
+	eS := graph.MustNewExec(be, func(x, w *graph.Node) []*graph.Node {
+		y := Conv2D(x, w, 1, 1, ConvPatches)
+		return []*graph.Node{graph.Gradient(graph.ReduceAllSum(graph.Mul(y, y)), w)[0]}
+	})
+	eP := graph.MustNewExec(be, func(p, w *graph.Node) []*graph.Node {
+		wm := graph.Reshape(graph.TransposeAllAxes(w, 0, 2, 3, 1), O, 9*C)
+		y := graph.DotGeneral(wm, []int{1}, nil, p, []int{0}, nil)
+		return []*graph.Node{graph.Gradient(graph.ReduceAllSum(graph.Mul(y, y)), w)[0]}
+	})
+	idx := make([]int, N)
+	draw := func() {
+		for k := range idx {
+			idx[k] = r.IntN(pool * N)
+		}
+	}
+	// gather copies, for each of rows channels-or-patch-rows of size hw, the
+	// rows of the drawn images into a [rows, N, hw] tensor, as cache.batch does.
+	gather := func(src []float32, rows int, dims ...int) *tensors.Tensor {
+		hw := H * H
+		out := make([]float32, rows*N*hw)
+		for k, n := range idx {
+			for ch := 0; ch < rows; ch++ {
+				copy(out[(ch*N+k)*hw:(ch*N+k+1)*hw], src[(n*rows+ch)*hw:(n*rows+ch+1)*hw])
+			}
+		}
+		return tensors.FromFlatDataAndDimensions(out, dims...)
+	}
+	runS := func() *tensors.Tensor { return eS.MustCall(gather(img, C, C, N, H, H), w)[0] }
+	runP := func() *tensors.Tensor { return eP.MustCall(gather(patch, 9*C, 9*C, N*H*H), w)[0] }
+	check = func() float64 {
+		draw()
+		a, b := tensors.MustCopyFlatData[float32](runS()), tensors.MustCopyFlatData[float32](runP())
+		d := 0.0
+		for i := range a {
+			d = max(d, math.Abs(float64(a[i]-b[i]))/(1+math.Abs(float64(a[i]))))
+		}
+		return d
+	}
+	return func() { draw(); runS() }, func() { draw(); runP() }, check, func() { eS.Finalize(); eP.Finalize() }
+}
+
+// TestBenchUnitInputPatches times hypothesis 2 of the calibration-speed work:
+// a unit's first 3×3 convolution reading patches computed once per image
+// ("precomputed", 9× the cache memory) instead of building them from the
+// cached input each iteration ("slices"), forward + dL/dw at batch 32 on the
+// dense shapes of ResNet-20's stages 1 and 3 (see unitInputPatches):
+//
+//	go test -v -run TestBenchUnitInputPatches ./brecq/nn/ -bench_duration 5s
+func TestBenchUnitInputPatches(t *testing.T) {
+	microbench.Enabled(t)
+	for i, c := range convBenchCases[:2] {
+		s, p, check, finalize := unitInputPatches(t, c)
+		if d := check(); d > 1e-4 {
+			t.Fatalf("%s: precomputed patches give dL/dw differing by %g (relative)", c.name, d)
+		}
+		microbench.Run(t, i == 0, 1, microbench.Named(c.name+"/slices", s), microbench.Named(c.name+"/precomputed", p))
+		finalize()
+	}
+}
+
+// TestUnitInputPatchesAgree: the two forms TestBenchUnitInputPatches times
+// give the same dL/dw on the same minibatch.
+func TestUnitInputPatchesAgree(t *testing.T) {
+	for _, c := range convBenchCases[:2] {
+		_, _, check, finalize := unitInputPatches(t, c)
+		if d := check(); d > 1e-4 {
+			t.Errorf("%s: precomputed patches give dL/dw differing by %g (relative)", c.name, d)
+		}
+		finalize()
 	}
 }
