@@ -256,6 +256,7 @@ func convPatchesS1(x, w *graph.Node, groups, kh, kw int, shiftDot bool) *graph.N
 		if dy == nil {
 			panic("nn.Conv2D: gradient with respect to the input requested before the output's")
 		}
+		inputGradsBuilt++
 		return convPatches(dy, transposedKernel(graph.StopGradient(w), groups), 1, groups, kh, kw, shiftDot)
 	})
 	y := convPatches(graph.StopGradient(xi), w, 1, groups, kh, kw, shiftDot)
@@ -266,6 +267,11 @@ func convPatchesS1(x, w *graph.Node, groups, kh, kw int, shiftDot bool) *graph.N
 		return v
 	})
 }
+
+// inputGradsBuilt counts the input-gradient convolutions convPatchesS1 has
+// added to graphs (tests check that a graph differentiating only the kernel
+// builds none).
+var inputGradsBuilt int
 
 // transposedKernel returns w̃ [C, O/G, kh, kw] for w [O, C/G, kh, kw]:
 // w̃[g·C/G + c, o', u, v] = w[g·O/G + o', c, kh−1−u, kw−1−v].

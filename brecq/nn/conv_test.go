@@ -304,3 +304,31 @@ func TestAutoPathFromBackend(t *testing.T) {
 		g.Finalize()
 	}
 }
+
+// TestNoInputGradientForData: a convolution whose input is data (a graph
+// parameter, as a unit's cached input is in a weight iteration) gets no
+// input-gradient convolution when only the kernel is differentiated; one
+// when the input is too.
+func TestNoInputGradientForData(t *testing.T) {
+	for _, wrtX := range []bool{false, true} {
+		before := inputGradsBuilt
+		e := graph.MustNewExec(goBackend(t), func(x, w *graph.Node) *graph.Node {
+			y := Conv2D(x, w, 1, 1, ConvPatches)
+			loss := graph.ReduceAllSum(graph.Mul(y, y))
+			if wrtX {
+				return graph.Gradient(loss, x, w)[0]
+			}
+			return graph.Gradient(loss, w)[0]
+		})
+		r := rand.New(rand.NewPCG(1, 2))
+		e.MustCall(randTensor(r, 4, 2, 6, 6), randTensor(r, 5, 4, 3, 3))
+		e.Finalize()
+		want := 0
+		if wrtX {
+			want = 1
+		}
+		if got := inputGradsBuilt - before; got != want {
+			t.Errorf("gradient with respect to x: %v; input-gradient convolutions built %d, want %d", wrtX, got, want)
+		}
+	}
+}
