@@ -16,7 +16,9 @@ random 28×28 crop, random horizontal flip. SGD with momentum, cosine learning r
 weight decay on every parameter, fixed seed. Run with Debian's python3 (torch 1.13, torchvision
 0.14):
 
-  /usr/bin/python3 scripts/train_mobilenetv2.py --epochs 3 --out models/mobilenetv2-fmnist.safetensors
+  /usr/bin/python3 scripts/train_mobilenetv2.py --epochs 5 --batch 128 --lr 0.05 --out models/mobilenetv2-fmnist.safetensors
+
+(the shipped checkpoint: test top-1 91.11 % after 5 epochs, 38 min on 2 cores.)
 
 The checkpoint and its JSON record (--out with .json) are rewritten after every epoch. torch 1.13
 has no safetensors module, so save_safetensors writes the format directly (8-byte little-endian
@@ -134,7 +136,7 @@ def evaluate(model, x, y, batch=500):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="models/mobilenetv2-fmnist.safetensors")
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--momentum", type=float, default=0.9)
