@@ -36,6 +36,11 @@ type Quant struct {
 	EvalSeconds  float64            `json:"eval_seconds"`
 	Units        []brecq.UnitReport `json:"units"`
 	Output       string             `json:"output,omitempty"`
+	// RoundingFrom is the file the weight stage's rounding was taken from
+	// (brecq quantize --rounding-from; "" = the run's own weight stage),
+	// RoundingSHA256 the SHA-256 of its bytes.
+	RoundingFrom   string `json:"rounding_from,omitempty"`
+	RoundingSHA256 string `json:"rounding_sha256,omitempty"`
 	// Mixed is set by `brecq mixed`: the bit-width search behind the run.
 	Mixed *Mixed `json:"mixed,omitempty"`
 

@@ -162,6 +162,14 @@ func TestBadInputs(t *testing.T) {
 		{"act-init", []string{"quantize", "--act-init", "global"}, "", 1, []string{"--act-init \"global\"", "unit or network"}, early, ""},
 		{"act-init-images", []string{"quantize", "--act-init-images", "0"}, "", 1, []string{"--act-init-images 0", "at least 1"}, early, ""},
 		{"abits-9", []string{"quantize", "--abits", "9"}, "", 1, []string{"--abits 9"}, early, ""},
+		// 14. --rounding-from: not with qdrop, a file holding codes, never an output.
+		{"rounding-from-qdrop", []string{"quantize", "--method", "qdrop", "--abits", "4", "--rounding-from", "m.safetensors"}, "", 1,
+			[]string{"--rounding-from replaces the weight stage", "not qdrop"}, early, ""},
+		{"rounding-from-checkpoint", with([]string{"quantize", "--depth", "8", "--iters", "1", "--calib", "8", "--quiet", "--model", "m.safetensors"},
+			"--rounding-from", "m.safetensors", "--out", "r.safetensors"), "", 1,
+			[]string{"--rounding-from", "m.safetensors", "no <layer>.weight_int tensors"}, early, ""},
+		{"rounding-from-is-out", with(q, "--rounding-from", "other.json", "--out", "other.json"), "", 1,
+			[]string{"--out other.json is the same file as --rounding-from other.json"}, early, ""},
 		{"wbits-32", []string{"quantize", "--wbits", "32"}, "", 1, []string{"--wbits 32", "weight bits must be 2..8"}, early, ""},
 		// 4. Non-finite weights rejected at load, naming the tensor.
 		{"nan-weights-eval", []string{"eval", "--depth", "8", "--model", "nan.safetensors"}, "", 1,

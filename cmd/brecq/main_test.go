@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -487,6 +488,60 @@ func TestQuantizeUnitLosses(t *testing.T) {
 			if hasH != (u["stage"] == "weights") {
 				t.Errorf("unit %v %v: h_decided present = %v", u["unit"], u["stage"], hasH)
 			}
+		}
+	}
+}
+
+// TestQuantizeRoundingFrom: a run given another run's export with
+// --rounding-from runs no weight stage and writes the same integer codes,
+// and its record names the file and its SHA-256.
+func TestQuantizeRoundingFrom(t *testing.T) {
+	dir := t.TempDir()
+	base := []string{"quantize", "--depth", "8", "--model", ckpt, "--wbits", "2", "--abits", "4", "--act-iters", "4",
+		"--calib", "16", "--batch", "8", "--quiet"}
+	a := append(slices.Clone(base), "--iters", "30", "--out", "a.safetensors")
+	expect(t, run(t, dir, a...), 0, a)
+	b := append(slices.Clone(base), "--iters", "30", "--rounding-from", "a.safetensors", "--out", "b.safetensors", "--json", "b.json")
+	r := run(t, dir, b...)
+	expect(t, r, 0, b)
+	if !strings.Contains(r.stdout, "weight stage: the rounding of a.safetensors") {
+		t.Errorf("the run does not say where its rounding comes from:\n%s", r.stdout)
+	}
+	ta, _, err := safetensors.ReadFile(filepath.Join(dir, "a.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, _, err := safetensors.ReadFile(filepath.Join(dir, "b.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for name, x := range ta {
+		if strings.HasSuffix(name, ".weight_int") {
+			n++
+			if !bytes.Equal(x.Raw, tb[name].Raw) {
+				t.Errorf("%s differs between the run and the one given its rounding", name)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no codes in the export")
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "b.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec QuantRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		t.Fatal(err)
+	}
+	sum, _ := fileSHA256(filepath.Join(dir, "a.safetensors"))
+	if rec.RoundingFrom != "a.safetensors" || rec.RoundingSHA256 != sum {
+		t.Errorf("record: rounding_from %q sha %q, want a.safetensors %s", rec.RoundingFrom, rec.RoundingSHA256, sum)
+	}
+	for _, u := range rec.Units {
+		if u.Stage == "weights" {
+			t.Errorf("record holds a weight-stage unit %s", u.Unit)
 		}
 	}
 }

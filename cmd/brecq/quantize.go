@@ -278,8 +278,10 @@ Examples:
   brecq quantize --granularity stage --loss fisher --wbits 2 --abits 2 --json run.json
   brecq quantize --method qdrop --drop-prob 0.5 --wbits 2 --abits 4
   brecq quantize --model mine.safetensors --out mine-w4a4.safetensors --wbits 4 --abits 4
+  brecq quantize --rounding-from w2a2.safetensors --wbits 2 --abits 2 --act-iters 500  # activation stage only
 `)
 	f := addQuantFlags(fs)
+	roundingFrom := fs.String("rounding-from", "", "skip the weight stage: take every layer's rounding (integer codes, scales and zero points, as --out writes them) from this safetensors file, then run the activation stage on it (not with --method qdrop)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -287,8 +289,17 @@ Examples:
 	if err != nil {
 		return err
 	}
-	if err := f.paths(nil, nil); err != nil {
+	if err := f.paths(nil, []namedPath{{"--rounding-from", *roundingFrom}}); err != nil {
 		return err
+	}
+	var rounding brecq.Rounding
+	if *roundingFrom != "" {
+		if opt.Method == brecq.MethodQDrop || opt.Method == brecq.MethodNearest {
+			return fmt.Errorf("--rounding-from replaces the weight stage of --method brecq or adaround, not %s", opt.Method)
+		}
+		if rounding, err = brecq.ReadRounding(*roundingFrom); err != nil {
+			return fmt.Errorf("--rounding-from: %w", err)
+		}
 	}
 	e, err := f.load()
 	if err != nil {
@@ -303,6 +314,16 @@ Examples:
 	q, err := brecq.NewQuantizer(e.backend, e.net, e.params, e.calib, opt)
 	if err != nil {
 		return err
+	}
+	if *roundingFrom != "" {
+		if err := q.SetRounding(rounding); err != nil {
+			return fmt.Errorf("--rounding-from %s: %w", *roundingFrom, err)
+		}
+		if rec.RoundingSHA256, err = fileSHA256(*roundingFrom); err != nil {
+			return err
+		}
+		rec.RoundingFrom = *roundingFrom
+		fmt.Printf("weight stage: the rounding of %s\n", *roundingFrom)
 	}
 	return f.runAndReport(e, q, &rec, "", nil, "")
 }

@@ -358,8 +358,15 @@ def run_one(rec, args, authors, data):
 
     layerwise = method == "adaround"
     t0 = time.time()
-    recon(qnn, kw, layerwise)
+    if args.rounding_from:
+        install_rounding(qnn, quant, args.rounding_from)
+        res["rounding_from"] = args.rounding_from
+        res["rounding_sha256"] = file_digest(args.rounding_from)
+    else:
+        recon(qnn, kw, layerwise)
     res["weight_seconds"] = time.time() - t0
+    if args.rounding_out:
+        write_rounding(qnn, quant, args.rounding_out)
     qnn.set_quant_state(weight_quant=True, act_quant=False)
     res["weight_only_top1"] = top1(qnn, test_x, test_y)
     if act_quant:
@@ -375,6 +382,140 @@ def run_one(rec, args, authors, data):
     res["units"] = log
     res["seconds_total"] = time.time() - t_start
     return res
+
+
+# ---------------------------------------------------------------- roundings
+#
+# A rounding is the weight stage's result in brecq's export layout (brecq
+# quantize --out; read by brecq quantize --rounding-from): per layer
+# "<layer>.weight_int" (U8 codes q), "<layer>.weight_scale" and
+# "<layer>.weight_zero_point" (F32, per output channel), w_q = s·(q − z).
+
+def brecq_name(module_name):
+    """brecq's layer name of a QuantModule of their QuantModel (the block's
+    shortcut QuantModule is "downsample"; brecq, like torchvision, names the
+    convolution "downsample.0")."""
+    return re.sub(r"\.downsample$", ".downsample.0", module_name)
+
+
+def quant_modules(qnn, quant):
+    return [(brecq_name(n), m) for n, m in qnn.model.named_modules() if isinstance(m, quant.QuantModule)]
+
+
+def write_rounding(qnn, quant, path):
+    """Their current rounding of every layer, as codes in brecq's layout."""
+    ts, meta = {}, {"producer": "scripts/authors/compare.py (the BRECQ authors' code)"}
+    with torch.no_grad():
+        for name, m in quant_modules(qnn, quant):
+            wq = m.weight_quantizer
+            w = m.org_weight.data
+            delta, zp = wq.delta, wq.zero_point
+            if isinstance(wq, quant.adaptive_rounding.AdaRoundQuantizer):
+                t = torch.floor(w / delta) + (wq.alpha >= 0).float()
+            else:
+                t = torch.round(w / delta)
+            codes = torch.clamp(t + zp, 0, wq.n_levels - 1)
+            c = w.shape[0]
+            ts[name + ".weight_int"] = ("U8", list(w.shape), codes.numpy().astype(np.uint8).tobytes())
+            for suffix, v in ((".weight_scale", delta), (".weight_zero_point", zp)):
+                ts[name + suffix] = ("F32", [c], torch.as_tensor(v).reshape(-1).expand(c).numpy().astype("<f4").tobytes())
+            meta[name + ".wbits"] = str(wq.n_bits)
+    write_safetensors(path, ts, meta)
+    print("   wrote their rounding to %s" % path, flush=True)
+
+
+def write_safetensors(path, ts, meta):
+    header, off, blobs = {"__metadata__": meta}, 0, []
+    for name in sorted(ts):
+        dtype, shape, raw = ts[name]
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+    os.replace(tmp, path)
+
+
+def read_rounding(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, info in header.items():
+        if not name.endswith(".weight_int"):
+            continue
+        layer = name[:-len(".weight_int")]
+        if info["dtype"] != "U8":
+            raise SystemExit("%s: %s has dtype %s, want U8" % (path, name, info["dtype"]))
+        arrs = []
+        for key, dt in ((name, np.uint8), (layer + ".weight_scale", "<f4"), (layer + ".weight_zero_point", "<f4")):
+            if key not in header:
+                raise SystemExit("%s: no %s beside %s" % (path, key, name))
+            a, b = header[key]["data_offsets"]
+            arrs.append(np.frombuffer(data[a:b], dtype=dt).reshape(header[key]["shape"]))
+        out[layer] = arrs
+    if not out:
+        raise SystemExit("%s: no <layer>.weight_int tensors: not a rounding" % path)
+    return out
+
+
+def install_rounding(qnn, quant, path):
+    """Put the rounding in path into their model in place of their weight
+    stage: each reconstructed layer gets their AdaRoundQuantizer with the
+    file's step sizes and zero points and alpha = ±1 so that its hard rounding
+    floor(w/s) + 1[alpha >= 0] gives the file's codes; the stem (which their
+    code never reconstructs) keeps nearest rounding, checked against the file."""
+    rd = read_rounding(path)
+    mods = quant_modules(qnn, quant)
+    missing = [n for n, _ in mods if n not in rd]
+    extra = [n for n in rd if n not in dict(mods)]
+    if missing or extra:
+        raise SystemExit("%s: layers missing %s, unknown %s" % (path, missing, extra))
+    with torch.no_grad():
+        for name, m in mods:
+            codes, scale, zp = rd[name]
+            w = m.org_weight.data
+            shape = [-1] + [1] * (w.dim() - 1)
+            delta = torch.from_numpy(scale.copy()).reshape(shape)
+            z = torch.from_numpy(zp.copy()).reshape(shape)
+            codes = torch.from_numpy(codes.astype(np.float32)).reshape(w.shape)
+            n = m.weight_quantizer.n_levels
+            fl = torch.floor(w / delta)
+            down, up = torch.clamp(fl + z, 0, n - 1), torch.clamp(fl + 1 + z, 0, n - 1)
+            if m.ignore_reconstruction:
+                near = torch.clamp(torch.round(w / delta) + z, 0, n - 1)
+                if not torch.equal(near, codes):
+                    raise SystemExit("%s: layer %s is rounded to nearest by their code, the file's codes are not" % (path, name))
+                m.weight_quantizer.delta, m.weight_quantizer.zero_point = delta, z
+                continue
+            bad = ~((codes == down) | (codes == up))
+            if bad.any():
+                raise SystemExit("%s: layer %s: %d codes are neither floor(w/s) nor floor(w/s) + 1" % (path, name, int(bad.sum())))
+            aq = quant.adaptive_rounding.AdaRoundQuantizer(uaq=m.weight_quantizer, round_mode="learned_hard_sigmoid",
+                                                           weight_tensor=w)
+            aq.delta, aq.zero_point = delta, z
+            aq.alpha = nn.Parameter(torch.where(codes == up, torch.ones_like(w), -torch.ones_like(w)))
+            aq.soft_targets = False
+            m.weight_quantizer = aq
+            if not torch.equal(aq(w), (codes - z) * delta):
+                raise SystemExit("%s: layer %s: the installed rounding does not give the file's codes" % (path, name))
+    print("   weight stage: the rounding of %s" % path, flush=True)
+
+
+def file_digest(path):
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def indices_digest(idx):
@@ -444,6 +585,10 @@ def main():
     ap.add_argument("--unit-losses", action="store_true",
                     help="record each unit's loss on the whole calibration cache before and after each stage "
                          "(one extra caching pass per unit; does not change the run)")
+    ap.add_argument("--rounding-out", metavar="FILE", default=None,
+                    help="write their weight stage's rounding here in brecq's layout (brecq quantize --rounding-from reads it); one record only")
+    ap.add_argument("--rounding-from", metavar="FILE", default=None,
+                    help="skip their weight stage: take every layer's rounding from this file (brecq quantize --out writes one); one record only")
     ap.add_argument("--out-dir", default=None, help="write <record name> as JSON here (the authors' results)")
     ap.add_argument("--test-limit", type=int, default=0,
                     help="evaluate on the first N test images only (smoke tests; 0 = all 10 000)")
@@ -454,6 +599,12 @@ def main():
                     help="no runs: read the authors' results for the records from DIR and print the table")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if (args.rounding_out or args.rounding_from) and len(args.records) != 1:
+        ap.error("--rounding-out and --rounding-from take one record")
+    if args.rounding_out and args.rounding_from:
+        ap.error("--rounding-out and --rounding-from: give one of them (the rounding written would be the one read)")
+    if args.rounding_from and args.nearest:
+        ap.error("--rounding-from with --nearest: the nearest run has no weight stage to replace")
     recs = []
     for p in args.records:
         with open(p) as f:
