@@ -2,6 +2,7 @@ package brecq
 
 import (
 	"fmt"
+	"github.com/brecq-go/brecq/brecq/models"
 	"testing"
 )
 
@@ -42,13 +43,27 @@ func TestChunkSize(t *testing.T) {
 		if got := chunkSize(4, 7); got != 7 {
 			t.Errorf("capped at 7: chunk %d", got)
 		}
-		// Evaluation batches: Fashion-MNIST (1×28×28, ⌊2^30/(48·3 136)⌋ = 7 133)
-		// keeps 500; ImageNet's 3×224×224 gets 37.
-		if got := EvalBatch(28*28*4, 500); got != 500 {
-			t.Errorf("1×28×28 evaluation batch %d, want 500", got)
+		// Evaluation batches, by hand: ResNet-20 on 1×28×28 works on
+		// 4·784·(16 + 2·9·16 + 16) = 1 003 520 bytes per image in layer1,
+		// ⌊2^28 / 1 003 520⌋ = 267; ResNet-18 at 3×224×224 on
+		// 4·(3·224² + 2·49·3·112² + 64·112²) = 18 565 120 in its stem, 14.
+		for _, c := range []struct {
+			arch          string
+			inC, size, at int
+		}{{"resnet20", 1, 28, 267}, {"resnet18", 3, 224, 14}} {
+			net, err := models.New(c.arch, c.inC, c.size, c.size, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := EvalBatch(net.ImageWorkBytes(), 500); got != c.at {
+				t.Errorf("%s at %d×%d×%d: evaluation batch %d, want %d", c.arch, c.inC, c.size, c.size, got, c.at)
+			}
 		}
-		if got := EvalBatch(3*224*224*4, 500); got != 37 {
-			t.Errorf("3×224×224 evaluation batch %d, want 37", got)
+		if got := EvalBatch(1, 500); got != 500 {
+			t.Errorf("a tiny network: evaluation batch %d, want the cap 500", got)
+		}
+		if got := EvalBatch(1<<40, 500); got != 1 {
+			t.Errorf("a huge network: evaluation batch %d, want 1", got)
 		}
 	})
 }

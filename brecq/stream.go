@@ -30,14 +30,24 @@ func chunkSize(perImage int64, maxN int) int {
 	return int(max(1, min(n, int64(maxN))))
 }
 
-// EvalBatch is the number of images per evaluation call for network inputs
-// of perImage bytes each, by the caching passes' rule:
-// ⌊2³⁰ / (48 · perImage)⌋ clamped to [1, maxN]. Evaluation builds the same
-// convolution patches as a caching pass, so this bounds its working memory
-// to ~1 GiB: 500 (maxN) Fashion-MNIST images (3 136 bytes), 37 ImageNet
-// images at 3×224×224 (602 112 bytes), where a fixed 500 reached 9.7 GB of
-// resident memory on ResNet-18. The logits do not depend on the batch size.
-func EvalBatch(perImage int64, maxN int) int { return chunkSize(perImage, maxN) }
+// EvalBytes is the working memory an evaluation call is sized for (256 MiB).
+const EvalBytes int64 = 256 << 20
+
+// EvalBatch is the number of images per evaluation call of a network whose
+// largest layer works on work bytes per image (models.Net.ImageWorkBytes:
+// the layer's input, its patches twice and its output):
+//
+//	⌊EvalBytes / work⌋ clamped to [1, maxN]
+//
+// ResNet-20 on 1×28×28 (1 003 520 bytes in its 16-channel layers) gets 267
+// images, ResNet-18 at 3×224×224 (18.6 MB in its stem) 14. Sizing by the
+// input image instead had let ResNet-20 take 500 images per call, which
+// added ~750 MB of resident memory to a quantize run's peak. The logits do
+// not depend on the batch size.
+func EvalBatch(work int64, maxN int) int {
+	n := EvalBytes / max(work, 1)
+	return int(max(1, min(n, int64(maxN))))
+}
 
 // stream holds, for every calibration image, the input of block `block` of
 // the network under some mode (channel-first cache). Streams advance block

@@ -78,9 +78,9 @@ type data struct {
 func (d *data) trainN() int { return d.Train.Len() }
 func (d *data) testN() int  { return d.Test.Len() }
 
-// evalBatch is the evaluation batch for d's images: brecq.EvalBatch of
-// their byte size, at most 500.
-func (d *data) evalBatch() int { return brecq.EvalBatch(int64(4*d.C*d.H*d.W), 500) }
+// evalBatch is the evaluation batch of net (built for d's image size):
+// brecq.EvalBatch of its largest layer's working set per image, at most 500.
+func (d *data) evalBatch(net *models.Net) int { return brecq.EvalBatch(net.ImageWorkBytes(), 500) }
 
 // tensor wraps n NCHW images of d as a tensor.
 func (d *data) tensor(x []float32, n int) *tensors.Tensor {

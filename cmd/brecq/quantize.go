@@ -356,9 +356,9 @@ func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRec
 	testAccuracy := func(q *brecq.Quantizer, m brecq.Mode) (float64, float64, error) {
 		logits, done := q.Evaluator(m)
 		defer done()
-		bf, stop := ds.testBatchFn(ds.evalBatch())
+		bf, stop := ds.testBatchFn(ds.evalBatch(e.net))
 		defer stop()
-		return fptrain.AccuracyAndLoss(ds.testN(), ds.evalBatch(), bf, logits)
+		return fptrain.AccuracyAndLoss(ds.testN(), ds.evalBatch(e.net), bf, logits)
 	}
 	evalMode := func(m brecq.Mode) (float64, error) {
 		acc, _, err := testAccuracy(q, m)
@@ -367,8 +367,8 @@ func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRec
 	{
 		// One evaluator for the test split and the calibration images.
 		logits, done := q.Evaluator(q.EvalMode())
-		bf, stop := ds.testBatchFn(ds.evalBatch())
-		rec.QuantTop1, rec.TestLoss, err = fptrain.AccuracyAndLoss(ds.testN(), ds.evalBatch(), bf, logits)
+		bf, stop := ds.testBatchFn(ds.evalBatch(e.net))
+		rec.QuantTop1, rec.TestLoss, err = fptrain.AccuracyAndLoss(ds.testN(), ds.evalBatch(e.net), bf, logits)
 		stop()
 		if err == nil {
 			// The same network on its own calibration images: over-fitting shows as
@@ -376,7 +376,7 @@ func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRec
 			var cx []float32
 			if cx, err = tensors.CopyFlatData[float32](e.calib); err == nil {
 				per := len(cx) / len(e.idx)
-				rec.CalibTop1, rec.CalibLoss, err = fptrain.AccuracyAndLoss(len(e.idx), ds.evalBatch(), func(b []int) (*tensors.Tensor, []int32, error) {
+				rec.CalibTop1, rec.CalibLoss, err = fptrain.AccuracyAndLoss(len(e.idx), ds.evalBatch(e.net), func(b []int) (*tensors.Tensor, []int32, error) {
 					x := make([]float32, 0, len(b)*per)
 					y := make([]int32, len(b))
 					for i, j := range b {

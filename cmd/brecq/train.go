@@ -165,7 +165,7 @@ Examples:
 		}
 		secs := time.Since(te).Seconds()
 		p := tr.Params()
-		acc, err := testAccuracy(net, p, ds, ds.evalBatch())
+		acc, err := testAccuracy(net, p, ds, ds.evalBatch(net))
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,68 @@
+package models_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	"github.com/gomlx/gomlx/core/graph"
+
+	"github.com/brecq-go/brecq/brecq/models"
+)
+
+// workOps records, for every layer the forward pass applies, the working set
+// ImageWorkBytes documents, from the shapes GoMLX gives the layer's input and
+// output nodes (batch 1).
+type workOps struct {
+	models.EvalOps
+	peak int64
+}
+
+func (o *workOps) Layer(l *models.Layer, x *graph.Node) *graph.Node {
+	y := o.EvalOps.Layer(l, x)
+	in, out := int64(x.Shape().Size()), int64(y.Shape().Size())
+	b := 4 * (in + out)
+	if l.Kind == models.Conv {
+		b += 4 * 2 * int64(l.Kernel*l.Kernel) * int64(x.Shape().Dimensions[0]) * out / int64(l.Out)
+	}
+	o.peak = max(o.peak, b)
+	return y
+}
+
+// TestImageWorkBytes: the host-side shape walk of ImageWorkBytes agrees with
+// the shapes of the built graph for every architecture (ResNet's max-pool,
+// strides, shortcuts, inverted residuals, grouped convolutions), and gives
+// the hand-computed value for ResNet-20 at 1×28×28: its 16-channel 3×3
+// layers at 28×28, 4·784·(16 + 2·9·16 + 16) = 1 003 520 bytes.
+func TestImageWorkBytes(t *testing.T) {
+	r20, err := models.CIFARResNet(20, 1, 1, 28, 28, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r20.ImageWorkBytes(); got != 1003520 {
+		t.Errorf("ResNet-20 at 1×28×28: %d bytes, want 1 003 520", got)
+	}
+	b := goBackend(t)
+	for _, arch := range models.Archs() {
+		for _, size := range []int{28, 64, 97} {
+			t.Run(fmt.Sprintf("%s-%d", arch, size), func(t *testing.T) {
+				net, err := models.New(arch, 3, size, size, 10)
+				if err != nil {
+					t.Skip(err)
+				}
+				g := graph.NewGraph(b, "shapes")
+				gp := models.GraphParams{}
+				for name, shape := range net.ParamShapes() {
+					gp[name] = graph.Parameter(g, name, shapes.Make(dtypes.Float32, shape...))
+				}
+				ops := &workOps{EvalOps: models.EvalOps{P: gp}}
+				x := graph.Parameter(g, "x", shapes.Make(dtypes.Float32, 1, 3, size, size))
+				net.Forward(ops, x)
+				if got := net.ImageWorkBytes(); got != ops.peak {
+					t.Errorf("ImageWorkBytes %d, the graph's shapes give %d", got, ops.peak)
+				}
+			})
+		}
+	}
+}
