@@ -67,7 +67,7 @@ func addQuantFlags(fs *flag.FlagSet) *quantFlags {
 		dropProb:      fs.Float64("drop-prob", 0.5, "qdrop: probability of keeping an activation element quantized during reconstruction"),
 		qdropLR:       fs.Float64("qdrop-act-lr", 4e-5, "qdrop: Adam learning rate on the step sizes learned with the rounding"),
 		maxCache:      fs.Float64("max-cache-mb", 2048, "bound (MB) on the sum of the cached sets (calibration streams, unit inputs/targets) kept in memory; a set past it goes to a temporary file instead, same results (0 = no bound)"),
-		memLimit:      fs.Float64("mem-limit-mb", defaultMemLimitMB, "soft limit (MB) on the Go heap: the garbage collector works harder as the heap nears it (runtime/debug.SetMemoryLimit; 0 = none, Go's default of collecting at twice the live heap; GOMEMLIMIT, when set, wins)"),
+		memLimit:      fs.Float64("mem-limit-mb", defaultMemLimitMB, "soft limit (MB) on the Go heap: the garbage collector works harder as the heap nears it (runtime/debug.SetMemoryLimit; 0 = none: collections only when the heap has grown 50 % over the live data, GOGC's default here; GOMEMLIMIT / GOGC, when set, win)"),
 		cacheDir:      fs.String("cache-dir", "", "folder for those files (default: the system's temporary folder)"),
 		compare:       fs.Bool("compare", false, "also evaluate the FP and nearest-rounding networks and print all three"),
 		out:           fs.String("out", "", "write the quantized network (safetensors: dequantized weights, integer codes, scales)"),
@@ -213,9 +213,21 @@ func (f *quantFlags) options() (brecq.Options, error) {
 // that (measured: README, "At ImageNet size").
 const defaultMemLimitMB = 6000
 
+// defaultGCPercent is the garbage collector's target (GOGC) that quantize,
+// mixed and bench set unless the GOGC environment variable is given: a
+// collection starts when the heap has grown by 50 % over the live data left
+// by the previous one, instead of Go's 100 %. Measured on ResNet-20 W2A4
+// (README, "Memory"): peak resident memory 1 786 → 1 321 MB, total CPU time
+// +4 %, the same export.
+const defaultGCPercent = 50
+
 // setMemoryLimit sets the Go runtime's soft memory limit to mb megabytes
-// (10⁶ bytes; 0 = none) unless the GOMEMLIMIT environment variable is set.
+// (10⁶ bytes; 0 = none) unless the GOMEMLIMIT environment variable is set,
+// and the collector's target to defaultGCPercent unless GOGC is set.
 func setMemoryLimit(mb float64) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
