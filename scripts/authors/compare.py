@@ -71,12 +71,18 @@ IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 
 # ---------------------------------------------------------------- inputs
 
-def read_safetensors(path):
-    """A minimal safetensors reader (F32 tensors; other dtypes refused)."""
+def read_raw_safetensors(path):
+    """A safetensors file's header (dict) and data bytes."""
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(n))
         data = f.read()
+    return header, data
+
+
+def read_safetensors(path):
+    """A minimal safetensors reader (F32 tensors; other dtypes refused)."""
+    header, data = read_raw_safetensors(path)
     out = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -443,10 +449,7 @@ def write_safetensors(path, ts, meta):
 
 
 def read_rounding(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
+    header, data = read_raw_safetensors(path)
     out = {}
     for name, info in header.items():
         if not name.endswith(".weight_int"):
