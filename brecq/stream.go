@@ -25,8 +25,11 @@ const (
 // chunkSize is the number of images per caching pass over inputs of
 // perImage bytes each: ⌊chunkBytes / (chunkWork · perImage)⌋, clamped to
 // [1, maxN]. Small images keep maxN (ResNet-20 on 28×28 throughout).
-func chunkSize(perImage int64, maxN int) int {
-	n := chunkBytes / (chunkWork * max(perImage, 1))
+func chunkSize(perImage int64, maxN int) int { return imagesIn(chunkBytes, chunkWork*perImage, maxN) }
+
+// imagesIn is ⌊budget / perImage⌋ clamped to [1, maxN].
+func imagesIn(budget, perImage int64, maxN int) int {
+	n := budget / max(perImage, 1)
 	return int(max(1, min(n, int64(maxN))))
 }
 
@@ -44,10 +47,7 @@ const EvalBytes int64 = 256 << 20
 // input image instead had let ResNet-20 take 500 images per call, which
 // added ~750 MB of resident memory to a quantize run's peak. The logits do
 // not depend on the batch size.
-func EvalBatch(work int64, maxN int) int {
-	n := EvalBytes / max(work, 1)
-	return int(max(1, min(n, int64(maxN))))
-}
+func EvalBatch(work int64, maxN int) int { return imagesIn(EvalBytes, work, maxN) }
 
 // stream holds, for every calibration image, the input of block `block` of
 // the network under some mode (channel-first cache). Streams advance block

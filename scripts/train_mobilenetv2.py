@@ -49,12 +49,21 @@ FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3
 
 def save_safetensors(path, state_dict, metadata=None):
     """Writes state_dict (num_batches_tracked dropped) as F32 safetensors, atomically."""
-    header, blobs, off = {}, [], 0
+    entries = {}
     for name, t in state_dict.items():
         if name.endswith("num_batches_tracked"):
             continue
         data = t.detach().cpu().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(data)]}
+        entries[name] = ("F32", list(t.shape), data)
+    write_safetensors(path, entries, metadata)
+
+
+def write_safetensors(path, entries, metadata=None):
+    """Writes entries {name: (dtype, shape, little-endian bytes)} as safetensors, in the given
+    order, atomically (a temporary file renamed into place)."""
+    header, blobs, off = {}, [], 0
+    for name, (dtype, shape, data) in entries.items():
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [off, off + len(data)]}
         blobs.append(data)
         off += len(data)
     if metadata:

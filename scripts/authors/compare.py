@@ -62,6 +62,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from train_mobilenetv2 import write_safetensors  # noqa: E402  (the scripts' one safetensors writer)
+
 # Normalisation constants of brecq's datasets package (datasets/batch.go).
 NORMS = {"fashion-mnist": (0.2860, 0.3530), "mnist": (0.1307, 0.3081)}
 DATA_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
@@ -426,26 +429,8 @@ def write_rounding(qnn, quant, path):
             for suffix, v in ((".weight_scale", delta), (".weight_zero_point", zp)):
                 ts[name + suffix] = ("F32", [c], torch.as_tensor(v).reshape(-1).expand(c).numpy().astype("<f4").tobytes())
             meta[name + ".wbits"] = str(wq.n_bits)
-    write_safetensors(path, ts, meta)
+    write_safetensors(path, {k: ts[k] for k in sorted(ts)}, meta)
     print("   wrote their rounding to %s" % path, flush=True)
-
-
-def write_safetensors(path, ts, meta):
-    header, off, blobs = {"__metadata__": meta}, 0, []
-    for name in sorted(ts):
-        dtype, shape, raw = ts[name]
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
 
 
 def read_rounding(path):
