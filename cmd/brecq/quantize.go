@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -238,6 +239,16 @@ func setMemoryLimit(mb float64) {
 	debug.SetMemoryLimit(int64(mb * 1e6))
 }
 
+// releaseMemory hands the memory of finished work back before the next job
+// starts, so that two jobs in one process do not add up: a collection, then
+// debug.FreeOSMemory (a second collection, returning the freed pages). The Go
+// backend keeps released buffers in sync.Pools, which a collection only
+// empties on the second cycle after their last use.
+func releaseMemory() {
+	runtime.GC()
+	debug.FreeOSMemory()
+}
+
 // quantEnv is what a quantization job runs on.
 type quantEnv struct {
 	backend     compute.Backend
@@ -361,6 +372,7 @@ func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRec
 	if kb, ok := peakRSSKB(); ok {
 		rec.CalibPeakRSSMB = float64(kb) / 1024
 	}
+	releaseMemory() // the calibration's caches and buffers, before the evaluations
 	fmt.Printf("calibration: %.1f s\n", rec.CalibSeconds)
 	te := time.Now()
 	// testAccuracy is top-1 and mean cross-entropy of a quantizer's network
@@ -412,6 +424,7 @@ func (f *quantFlags) runAndReport(e *quantEnv, q *brecq.Quantizer, rec *QuantRec
 		nm.DefaultWeights = brecq.RoundNearest
 		if opt.ABits < 32 {
 			// Nearest rounding keeps the activation ranges found here, without LSQ.
+			releaseMemory() // q's evaluations, before a second calibration
 			nq, err := brecq.NewQuantizer(e.backend, e.net, e.params, e.calib, withMethod(opt, brecq.MethodNearest))
 			if err != nil {
 				return err
