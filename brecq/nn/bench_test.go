@@ -38,11 +38,11 @@ var convBenchCases = []convBenchCase{
 // only), "native".
 func convBenchPaths(c convBenchCase) []convBenchPath {
 	var out []convBenchPath
-	for _, p := range []convBenchPath{{"patches", ConvPatches}, {"shiftdot", convShiftDot}, {"banded", convBanded}, {"batched", convBatched}, {"native", ConvNative}} {
+	for _, p := range []convBenchPath{{"patches", ConvPatches}, {"shiftdot", convShiftDot}, {"flat", convFlatPath}, {"banded", convBanded}, {"batched", convBatched}, {"native", ConvNative}} {
 		if (p.path == convBanded || p.path == convBatched) && (c.groups != c.C || c.O != c.C) {
 			continue
 		}
-		if p.path == convShiftDot && (c.groups != 1 || c.k != 3 || c.stride != 1) {
+		if (p.path == convShiftDot || p.path == convFlatPath) && (c.groups != 1 || c.k != 3 || c.stride != 1) {
 			continue
 		}
 		out = append(out, p)

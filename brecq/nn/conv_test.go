@@ -332,3 +332,11 @@ func TestNoInputGradientForData(t *testing.T) {
 		}
 	}
 }
+
+// TestFlatConvMatchesNative checks the flattened-shift route (values and both
+// gradients) against the native convolution: 3×3, 5×5, 7×7 and non-square images.
+func TestFlatConvMatchesNative(t *testing.T) {
+	for _, tc := range []convCase{{3, 2, 7, 7, 4, 3, 1, 1}, {4, 3, 5, 9, 2, 3, 1, 1}, {2, 2, 8, 6, 3, 5, 1, 1}, {2, 1, 9, 9, 3, 7, 1, 1}} {
+		t.Run(tc.String(), func(t *testing.T) { checkPathMatchesNative(t, tc, convFlatPath) })
+	}
+}
