@@ -165,6 +165,57 @@ func shiftedSlices(x *graph.Node, stride, kh, kw int) (slices []*graph.Node, ho,
 	return slices, ho, wo
 }
 
+// pairSlices selects pairedShiftedSlices inside convPatchesS1 (a variable
+// so that benchmarks can time both).
+var pairSlices = true
+
+// canPair reports whether pairedShiftedSlices applies to x [C,N,H,W] for a
+// kernel of width kw: x is float32 and W and the padded width are even.
+func canPair(x *graph.Node, kw int) bool {
+	W := x.Shape().Dimensions[3]
+	return x.DType() == dtypes.Float32 && W%2 == 0 && (W+kw-1)%2 == 0
+}
+
+// pairedShiftedSlices is shiftedSlices at stride 1 with half the element
+// copies: the Go backend's Slice moves one element per step whatever its
+// size, so the padded input is reinterpreted (Bitcast) as pairs of
+// float32 in one int64 and sliced as such. A column offset v must then be
+// even; an odd one is read from a copy of the padded input moved right by
+// one column (a Concatenate with a zero column on each side), where it is
+// v + 1. Values are moved bit for bit, so the result equals shiftedSlices'.
+// Bitcast has no gradient: use it only where no gradient flows through the
+// slices (the inputs of convPatchesS1's two convolutions).
+func pairedShiftedSlices(x *graph.Node, kh, kw int) (slices []*graph.Node, ho, wo int) {
+	g := x.Graph()
+	dims := x.Shape().Dimensions
+	C, N, H, W := dims[0], dims[1], dims[2], dims[3]
+	ph, pw := (kh-1)/2, (kw-1)/2
+	xp := zeroPad(x, ph, pw) // [C, N, H+2ph, W+2pw]
+	Hp, Wp := H+2*ph, W+2*pw
+	pairs := func(t *graph.Node, width int) *graph.Node {
+		return graph.Bitcast(graph.Reshape(t, C, N, Hp, width/2, 2), dtypes.Int64)
+	}
+	even := pairs(xp, Wp)
+	var odd *graph.Node
+	if kw > 1 {
+		z := graph.Zeros(g, shapes.Make(x.DType(), C, N, Hp, 1))
+		odd = pairs(graph.Concatenate([]*graph.Node{z, xp, z}, 3), Wp+2)
+	}
+	for u := 0; u < kh; u++ {
+		for v := 0; v < kw; v++ {
+			src, start := even, v
+			if v%2 == 1 {
+				src, start = odd, v+1
+			}
+			s := graph.Slice(src, graph.AxisRange(), graph.AxisRange(), graph.AxisRange(u, u+H), graph.AxisRange(start/2, start/2+W/2))
+			// StopGradient: autodiff would otherwise carry the (unused) gradient of the
+			// patches back to this Bitcast, which has none.
+			slices = append(slices, graph.StopGradient(graph.Reshape(graph.Bitcast(s, dtypes.Float32), C, N, H, W)))
+		}
+	}
+	return slices, H, W
+}
+
 // zeroPad pads the two spatial axes of x [C,N,H,W] with ph rows and pw
 // columns of zeros on each side, using Concatenate so gradients flow.
 func zeroPad(x *graph.Node, ph, pw int) *graph.Node {
@@ -200,6 +251,12 @@ func zeroPad(x *graph.Node, ph, pw int) *graph.Node {
 //
 // shiftDot (dense 3×3 stride 1 only) builds the patches with shiftDotPatches.
 func convPatches(x, w *graph.Node, stride, groups, kh, kw int, shiftDot bool) *graph.Node {
+	return convPatchesWith(x, w, stride, groups, kh, kw, shiftDot, false)
+}
+
+// convPatchesWith is convPatches; paired (stride 1, used where no gradient
+// flows through the slices) builds the slices with pairedShiftedSlices.
+func convPatchesWith(x, w *graph.Node, stride, groups, kh, kw int, shiftDot, paired bool) *graph.Node {
 	C, N := x.Shape().Dimensions[0], x.Shape().Dimensions[1]
 	O := w.Shape().Dimensions[0]
 	K := kh * kw
@@ -209,7 +266,13 @@ func convPatches(x, w *graph.Node, stride, groups, kh, kw int, shiftDot bool) *g
 		y := graph.DotGeneral(wm, []int{1}, nil, shiftDotPatches(x), []int{0}, nil)
 		return graph.Reshape(y, O, N, H, W)
 	}
-	slices, ho, wo := shiftedSlices(x, stride, kh, kw)
+	var slices []*graph.Node
+	var ho, wo int
+	if paired && stride == 1 && canPair(x, kw) {
+		slices, ho, wo = pairedShiftedSlices(x, kh, kw)
+	} else {
+		slices, ho, wo = shiftedSlices(x, stride, kh, kw)
+	}
 	M := N * ho * wo
 	if groups == 1 {
 		var patches *graph.Node
@@ -268,7 +331,7 @@ func convPatchesS1(x, w *graph.Node, groups, kh, kw int, route ConvPath) *graph.
 		if route == convFlatPath {
 			return convFlat(a, k, kh, kw)
 		}
-		return convPatches(a, k, 1, groups, kh, kw, route == convShiftDot)
+		return convPatchesWith(a, k, 1, groups, kh, kw, route == convShiftDot, pairSlices)
 	}
 	var dy *graph.Node
 	xi := graph.IdentityWithCustomGradient(x, func(_, _ *graph.Node) *graph.Node {

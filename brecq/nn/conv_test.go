@@ -340,3 +340,37 @@ func TestFlatConvMatchesNative(t *testing.T) {
 		t.Run(tc.String(), func(t *testing.T) { checkPathMatchesNative(t, tc, convFlatPath) })
 	}
 }
+
+// TestPairedShiftedSlicesEqual: the slices read as float32 pairs are bit for
+// bit those of shiftedSlices (3×3 and 5×5, several even widths), and canPair
+// refuses odd widths.
+func TestPairedShiftedSlicesEqual(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, c := range []struct{ C, N, H, W, k int }{{3, 2, 6, 8, 3}, {2, 3, 5, 10, 5}, {4, 1, 7, 2, 3}} {
+		x := randTensor(r, c.C, c.N, c.H, c.W)
+		e := graph.MustNewExec(goBackend(t), func(x *graph.Node) []*graph.Node {
+			if !canPair(x, c.k) {
+				t.Fatalf("canPair refuses %v", x.Shape())
+			}
+			a, _, _ := shiftedSlices(x, 1, c.k, c.k)
+			b, _, _ := pairedShiftedSlices(x, c.k, c.k)
+			return append(a, b...)
+		})
+		out := e.MustCall(local(x))
+		n := len(out) / 2
+		for i := range n {
+			a, b := tensors.MustCopyFlatData[float32](out[i]), tensors.MustCopyFlatData[float32](out[n+i])
+			for j := range a {
+				if math.Float32bits(a[j]) != math.Float32bits(b[j]) {
+					t.Fatalf("%+v slice %d element %d: %g, paired %g", c, i, j, a[j], b[j])
+				}
+			}
+		}
+		e.Finalize()
+	}
+	g := graph.NewGraph(goBackend(t), "odd")
+	if canPair(graph.Zeros(g, shapes.Make(dtypes.Float32, 1, 1, 4, 7)), 3) {
+		t.Error("canPair accepts width 7")
+	}
+	g.Finalize()
+}
