@@ -25,14 +25,10 @@ run() { # name, flags...
 	"$bin" quantize "${common[@]}" "$@" --json "results/$name.json"
 }
 run w2a2-block-authors-2000    --wbits 2 --abits 2 --method brecq --granularity block
-for seed in 2 3 5; do
-	common=(--iters 2000 --act-iters 500 --calib 1024 --authors --unit-losses --seed $seed --quiet)
-	run w2a2-block-authors-2000-seed$seed --wbits 2 --abits 2 --method brecq --granularity block
-done
-common=(--iters 2000 --act-iters 500 --calib 1024 --authors --unit-losses --seed 1 --quiet)
 run w2a2-adaround-authors-2000 --wbits 2 --abits 2 --method adaround --granularity layer
 for seed in 2 3 5; do
 	common=(--iters 2000 --act-iters 500 --calib 1024 --authors --unit-losses --seed $seed --quiet)
+	run w2a2-block-authors-2000-seed$seed --wbits 2 --abits 2 --method brecq --granularity block
 	run w2a2-adaround-authors-2000-seed$seed --wbits 2 --abits 2 --method adaround --granularity layer
 done
 common=(--iters 2000 --act-iters 500 --calib 1024 --authors --unit-losses --seed 1 --quiet)
