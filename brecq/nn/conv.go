@@ -165,10 +165,6 @@ func shiftedSlices(x *graph.Node, stride, kh, kw int) (slices []*graph.Node, ho,
 	return slices, ho, wo
 }
 
-// pairSlices selects pairedShiftedSlices inside convPatchesS1 (a variable
-// so that benchmarks can time both).
-var pairSlices = true
-
 // canPair reports whether pairedShiftedSlices applies to x [C,N,H,W] for a
 // kernel of width kw: x is float32 and W and the padded width are even.
 func canPair(x *graph.Node, kw int) bool {
@@ -331,7 +327,7 @@ func convPatchesS1(x, w *graph.Node, groups, kh, kw int, route ConvPath) *graph.
 		if route == convFlatPath {
 			return convFlat(a, k, kh, kw)
 		}
-		return convPatchesWith(a, k, 1, groups, kh, kw, route == convShiftDot, pairSlices)
+		return convPatchesWith(a, k, 1, groups, kh, kw, route == convShiftDot, true)
 	}
 	var dy *graph.Node
 	xi := graph.IdentityWithCustomGradient(x, func(_, _ *graph.Node) *graph.Node {
