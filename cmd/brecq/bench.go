@@ -72,9 +72,13 @@ type BenchRow struct {
 // BenchRun is one timed calibration: its settings, the wall time of
 // NewQuantizer + Run and the per-unit report.
 type BenchRun struct {
-	Options brecq.Options      `json:"options"`
-	Seconds float64            `json:"seconds"`
-	Units   []brecq.UnitReport `json:"units"`
+	Options brecq.Options `json:"options"`
+	Seconds float64       `json:"seconds"`
+	// PeakRSSMB is the peak resident memory (MB of 2^20 bytes) during this
+	// calibration alone: the high-water mark is reset after the memory of
+	// the previous one is released (Linux only; 0 where not measured).
+	PeakRSSMB float64            `json:"peak_rss_mb,omitempty"`
+	Units     []brecq.UnitReport `json:"units"`
 }
 
 func runBench(args []string) error {
@@ -145,18 +149,32 @@ Examples:
 		r.LoadAvg = loadAvg()
 		rec.Rows = append(rec.Rows, r)
 	}
+	// notePeak keeps the process's peak across the resets of resetPeakRSS.
+	notePeak := func() {
+		if kb, ok := peakRSSKB(); ok && kb > rec.PeakRSSKB {
+			rec.PeakRSSKB = kb
+		}
+	}
 	quant := func(key string, opt brecq.Options) (BenchRun, error) {
 		if err := opt.Validate(); err != nil {
 			return BenchRun{}, fmt.Errorf("%s: %w", key, err)
 		}
 		fmt.Printf("timing %s: %s %s, W%dA%d, loss %s, %d/%d iterations per unit ... ", key, opt.Method, opt.Granularity,
 			opt.WBits, opt.ABits, opt.Loss, opt.WeightIters, opt.ActIters)
+		// Each calibration's own peak: the previous one's memory is released
+		// first, then the high-water mark is reset.
+		notePeak()
+		releaseMemory()
+		reset := resetPeakRSS()
 		run, err := timeCalibration(backend, net, params, calibT, opt)
 		if err != nil {
 			return run, fmt.Errorf("%s: %w", key, err)
 		}
+		if kb, ok := peakRSSKB(); ok && reset {
+			run.PeakRSSMB = float64(kb) / 1024
+		}
 		rec.Runs[key] = run
-		fmt.Printf("%.1f s (load %s)\n", run.Seconds, loadAvg())
+		fmt.Printf("%.1f s, peak RSS %.0f MB (load %s)\n", run.Seconds, run.PeakRSSMB, loadAvg())
 		return run, nil
 	}
 
@@ -234,9 +252,14 @@ Examples:
 	add(BenchRow{Measure: "FP train step, batch 128", Unit: "s", Here: step.Median.Seconds(), Lo: step.P10.Seconds(), Hi: step.P90.Seconds(),
 		Reference: refTrainStep128S})
 
-	if kb, ok := peakRSSKB(); ok {
-		rec.PeakRSSKB = kb
-		add(BenchRow{Measure: "peak resident memory", Unit: "MB", Here: float64(kb) / 1024})
+	notePeak()
+	if rec.PeakRSSKB > 0 {
+		for _, key := range []string{"block-w2a4", "layer-w2a32", "fisher-w2a32", "full-w2a4"} {
+			if r, ok := rec.Runs[key]; ok && r.PeakRSSMB > 0 {
+				add(BenchRow{Measure: "peak resident memory during " + key, Unit: "MB", Here: r.PeakRSSMB})
+			}
+		}
+		add(BenchRow{Measure: "peak resident memory of the whole benchmark", Unit: "MB", Here: float64(rec.PeakRSSKB) / 1024})
 	}
 	rec.WallSeconds = time.Since(start).Seconds()
 	fmt.Println()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -40,6 +41,13 @@ func TestBenchRuns(t *testing.T) {
 	}
 	if len(rec.Runs["block-w2a4"].Units) == 0 || len(rec.Runs["layer-w2a32"].Units) == 0 || rec.PeakRSSKB <= 0 {
 		t.Errorf("record lacks runs or peak RSS: %d runs, peak %d KB", len(rec.Runs), rec.PeakRSSKB)
+	}
+	if runtime.GOOS == "linux" && resetPeakRSS() {
+		for key, r := range rec.Runs {
+			if !(r.PeakRSSMB > 0 && r.PeakRSSMB <= float64(rec.PeakRSSKB)/1024) {
+				t.Errorf("run %s: peak RSS %.1f MB, want in (0, the whole benchmark's %.1f MB]", key, r.PeakRSSMB, float64(rec.PeakRSSKB)/1024)
+			}
+		}
 	}
 	for _, row := range rec.Rows {
 		if !(row.Here > 0) || (row.Reference > 0) != (row.Ratio > 0) {
