@@ -37,6 +37,19 @@ func TestChunkSize(t *testing.T) {
 		if got := chunkSize(64*56*56*4, maxChunk); got != 27 {
 			t.Errorf("64×56×56 inputs: chunk %d, want 27", got)
 		}
+		// Its Fisher pass from the first block differentiates the whole
+		// network: ⌊2^28 / 5 877 160⌋ = 45 images (models.TestBackwardWorkBytes);
+		// from the last body block, 64·7·7 stage-3 work only: the cap, 128.
+		r20, err := models.New("resnet20", 1, 28, 28, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fisherBatch(r20, 0); got != 45 {
+			t.Errorf("ResNet-20 Fisher pass from block 0: %d images, want 45", got)
+		}
+		if got := fisherBatch(r20, r20.LastBodyBlock()); got != maxChunk {
+			t.Errorf("ResNet-20 Fisher pass from the last block: %d images, want %d", got, maxChunk)
+		}
 		if got := chunkSize(1<<40, maxChunk); got != 1 {
 			t.Errorf("huge inputs: chunk %d, want 1", got)
 		}

@@ -236,7 +236,11 @@ func (r *Quantizer) capture(mode Mode, u *Unit, fisher bool, src, fpSrc *stream,
 	if fisher {
 		work *= 2
 	}
-	err = chunks(src.x.n, chunkSize(work, maxChunk), func(idx []int) error {
+	size := chunkSize(work, maxChunk)
+	if fisher {
+		size = min(size, fisherBatch(net, from))
+	}
+	err = chunks(src.x.n, size, func(idx []int) error {
 		x, err := src.x.batch(idx)
 		if err != nil {
 			return err
@@ -273,6 +277,20 @@ func (r *Quantizer) capture(mode Mode, u *Unit, fisher bool, src, fpSrc *stream,
 		return nil, nil, err
 	}
 	return in, out, nil
+}
+
+// fisherBatch is the number of images per Fisher pass of a unit whose
+// stream starts at block from: the pass differentiates the rest of the
+// network, which keeps models.Net.BackwardWorkBytes(from, end) per image
+// alive,
+//
+//	⌊EvalBytes / BackwardWorkBytes(from, end)⌋ clamped to [1, maxChunk]
+//
+// (45 images for ResNet-20 on 1×28×28 from its first block). The pass sums
+// KL over images and divides by maxChunk, so an image's gradient does not
+// depend on how many share its pass.
+func fisherBatch(net *models.Net, from int) int {
+	return imagesIn(EvalBytes, net.BackwardWorkBytes(from, len(net.Blocks)), maxChunk)
 }
 
 // sliceImages returns images [start, end) of an [N, ...] tensor (a copy).

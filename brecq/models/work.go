@@ -17,38 +17,76 @@ package models
 // work on ~0.9 MB per image.
 func (n *Net) ImageWorkBytes() int64 {
 	var peak int64
-	conv := func(l *Layer, c, h, w int) (int, int, int) {
-		ho, wo := convOut(h, l.Kernel, l.Stride), convOut(w, l.Kernel, l.Stride)
+	n.walkLayers(func(_ int, l *Layer, c, h, w, ho, wo int) {
+		if l.Kind == Linear {
+			peak = max(peak, 4*int64(l.In+l.Out))
+			return
+		}
 		k2 := int64(l.Kernel * l.Kernel)
-		b := 4 * (int64(c*h*w) + 2*k2*int64(c*ho*wo) + int64(l.Out*ho*wo))
-		peak = max(peak, b)
-		return l.Out, ho, wo
-	}
+		peak = max(peak, 4*(int64(c*h*w)+2*k2*int64(c*ho*wo)+int64(l.Out*ho*wo)))
+	})
+	return peak
+}
+
+// BackwardWorkBytes is the memory per image, in bytes (float32), that a
+// forward and backward pass over blocks [from, end) keeps alive until the
+// backward pass reaches each layer: for every convolution its input, its
+// patches (kept for the kernel's gradient) and its output,
+//
+//	4 · (C·H·W + k²·C·H'·W' + O·H'·W')
+//
+// and 4·(in + out) for a linear layer, summed over the layers (shapes as in
+// ImageWorkBytes). The Fisher pass of a unit differentiates the rest of the
+// network and is batched by it.
+func (n *Net) BackwardWorkBytes(from, end int) int64 {
+	var sum int64
+	n.walkLayers(func(bi int, l *Layer, c, h, w, ho, wo int) {
+		if bi < from || bi >= end {
+			return
+		}
+		if l.Kind == Linear {
+			sum += 4 * int64(l.In+l.Out)
+			return
+		}
+		k2 := int64(l.Kernel * l.Kernel)
+		sum += 4 * (int64(c*h*w) + k2*int64(c*ho*wo) + int64(l.Out*ho*wo))
+	})
+	return sum
+}
+
+// walkLayers calls fn for every layer of the forward pass at the network's
+// input size, in order, with its block index, its input C×H×W and its output
+// size H'×W' (1×1 for linear layers): a block's layers in sequence from the
+// block input, the shortcut on the block input, the stem's max-pool halving
+// after it; the head's layers on the pooled features.
+func (n *Net) walkLayers(fn func(bi int, l *Layer, c, h, w, ho, wo int)) {
 	c, h, w := n.InC, n.InH, n.InW
-	for _, b := range n.Blocks {
+	for bi, b := range n.Blocks {
 		if b.Kind == Head {
 			for _, l := range b.Layers {
-				peak = max(peak, 4*int64(l.In+l.Out))
+				fn(bi, l, l.In, 1, 1, 1, 1)
 			}
 			continue
 		}
 		bc, bh, bw := c, h, w
 		for _, l := range b.Layers {
 			if l.Kind == Linear {
-				peak = max(peak, 4*int64(l.In+l.Out))
+				fn(bi, l, l.In, 1, 1, 1, 1)
 				c, h, w = l.Out, 1, 1
 				continue
 			}
-			c, h, w = conv(l, c, h, w)
+			ho, wo := convOut(h, l.Kernel, l.Stride), convOut(w, l.Kernel, l.Stride)
+			fn(bi, l, c, h, w, ho, wo)
+			c, h, w = l.Out, ho, wo
 		}
 		if b.Shortcut != nil {
-			conv(b.Shortcut, bc, bh, bw)
+			l := b.Shortcut
+			fn(bi, l, bc, bh, bw, convOut(bh, l.Kernel, l.Stride), convOut(bw, l.Kernel, l.Stride))
 		}
 		if b.MaxPool {
 			h, w = (h-1)/2+1, (w-1)/2+1
 		}
 	}
-	return peak
 }
 
 // convOut is ⌊(n + 2p − k)/s⌋ + 1 with p = ⌊(k−1)/2⌋ (nn.ConvOutSize).
