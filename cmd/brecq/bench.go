@@ -52,7 +52,10 @@ type BenchRecord struct {
 	Rows         []BenchRow          `json:"rows"`
 	Runs         map[string]BenchRun `json:"runs"`
 	PeakRSSKB    int64               `json:"peak_rss_kb"`
-	WallSeconds  float64             `json:"wall_seconds"`
+	// FPPeakRSSMB is the peak resident memory (MB) of the FP timing alone
+	// (Linux; 0 where not measured).
+	FPPeakRSSMB float64 `json:"fp_peak_rss_mb,omitempty"`
+	WallSeconds float64 `json:"wall_seconds"`
 }
 
 // BenchRow is one measure: the figure here, its spread where it has one
@@ -242,9 +245,17 @@ Examples:
 
 	// FP network: inference images/s at batch 256, one SGD step at batch 128.
 	fmt.Printf("timing the FP network (%g s each):\n", *fpSeconds)
+	notePeak()
+	releaseMemory()
+	fpReset := resetPeakRSS()
 	fwd, step, n256, err := timeFP(backend, net, params, ds, time.Duration(*fpSeconds*float64(time.Second)))
 	if err != nil {
 		return err
+	}
+	var fpPeakMB float64
+	if kb, ok := peakRSSKB(); ok && fpReset {
+		fpPeakMB = float64(kb) / 1024
+		rec.FPPeakRSSMB = fpPeakMB
 	}
 	fmt.Printf("(load %s)\n", loadAvg())
 	add(BenchRow{Measure: "FP inference, batch 256", Unit: "images/s", Here: float64(n256) / fwd.Median.Seconds(),
@@ -258,6 +269,9 @@ Examples:
 			if r, ok := rec.Runs[key]; ok && r.PeakRSSMB > 0 {
 				add(BenchRow{Measure: "peak resident memory during " + key, Unit: "MB", Here: r.PeakRSSMB})
 			}
+		}
+		if fpPeakMB > 0 {
+			add(BenchRow{Measure: "peak resident memory during the FP timing", Unit: "MB", Here: fpPeakMB})
 		}
 		add(BenchRow{Measure: "peak resident memory of the whole benchmark", Unit: "MB", Here: float64(rec.PeakRSSKB) / 1024})
 	}
