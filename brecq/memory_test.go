@@ -38,14 +38,14 @@ func TestChunkSize(t *testing.T) {
 			t.Errorf("64×56×56 inputs: chunk %d, want 27", got)
 		}
 		// Its Fisher pass from the first block differentiates the whole
-		// network: ⌊2^28 / 5 877 160⌋ = 45 images (models.TestBackwardWorkBytes);
+		// network: ⌊2^27 / 5 877 160⌋ = 22 images (models.TestBackwardWorkBytes);
 		// from the last body block, 64·7·7 stage-3 work only: the cap, 128.
 		r20, err := models.New("resnet20", 1, 28, 28, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := fisherBatch(r20, 0); got != 45 {
-			t.Errorf("ResNet-20 Fisher pass from block 0: %d images, want 45", got)
+		if got := fisherBatch(r20, 0); got != 22 {
+			t.Errorf("ResNet-20 Fisher pass from block 0: %d images, want 22", got)
 		}
 		if got := fisherBatch(r20, r20.LastBodyBlock()); got != maxChunk {
 			t.Errorf("ResNet-20 Fisher pass from the last block: %d images, want %d", got, maxChunk)
@@ -58,12 +58,12 @@ func TestChunkSize(t *testing.T) {
 		}
 		// Evaluation batches, by hand: ResNet-20 on 1×28×28 works on
 		// 4·784·(16 + 2·9·16 + 16) = 1 003 520 bytes per image in layer1,
-		// ⌊2^28 / 1 003 520⌋ = 267; ResNet-18 at 3×224×224 on
-		// 4·(3·224² + 2·49·3·112² + 64·112²) = 18 565 120 in its stem, 14.
+		// ⌊2^27 / 1 003 520⌋ = 133; ResNet-18 at 3×224×224 on
+		// 4·(3·224² + 2·49·3·112² + 64·112²) = 18 565 120 in its stem, 7.
 		for _, c := range []struct {
 			arch          string
 			inC, size, at int
-		}{{"resnet20", 1, 28, 267}, {"resnet18", 3, 224, 14}} {
+		}{{"resnet20", 1, 28, 133}, {"resnet18", 3, 224, 7}} {
 			net, err := models.New(c.arch, c.inC, c.size, c.size, 10)
 			if err != nil {
 				t.Fatal(err)

@@ -33,8 +33,13 @@ func imagesIn(budget, perImage int64, maxN int) int {
 	return int(max(1, min(n, int64(maxN))))
 }
 
-// EvalBytes is the working memory an evaluation call is sized for (256 MiB).
-const EvalBytes int64 = 256 << 20
+// EvalBytes is the working memory an evaluation call is sized for, counted
+// as models.Net.ImageWorkBytes per image (128 MiB). The Go backend's actual
+// use is about 3× that count — it runs independent ops in parallel and
+// keeps their inputs alive meanwhile: `brecq eval` of ResNet-20 peaks at
+// ~490 MB at 66 images per call, ~750 MB at 133 and ~1 150 MB at 267, with
+// the same throughput.
+const EvalBytes int64 = 128 << 20
 
 // EvalBatch is the number of images per evaluation call of a network whose
 // largest layer works on work bytes per image (models.Net.ImageWorkBytes:
@@ -42,8 +47,8 @@ const EvalBytes int64 = 256 << 20
 //
 //	⌊EvalBytes / work⌋ clamped to [1, maxN]
 //
-// ResNet-20 on 1×28×28 (1 003 520 bytes in its 16-channel layers) gets 267
-// images, ResNet-18 at 3×224×224 (18.6 MB in its stem) 14. Sizing by the
+// ResNet-20 on 1×28×28 (1 003 520 bytes in its 16-channel layers) gets 133
+// images, ResNet-18 at 3×224×224 (18.6 MB in its stem) 7. Sizing by the
 // input image instead had let ResNet-20 take 500 images per call, which
 // added ~750 MB of resident memory to a quantize run's peak. The logits do
 // not depend on the batch size.
@@ -286,7 +291,7 @@ func (r *Quantizer) capture(mode Mode, u *Unit, fisher bool, src, fpSrc *stream,
 //
 //	⌊EvalBytes / BackwardWorkBytes(from, end)⌋ clamped to [1, maxChunk]
 //
-// (45 images for ResNet-20 on 1×28×28 from its first block). The pass sums
+// (22 images for ResNet-20 on 1×28×28 from its first block). The pass sums
 // KL over images and divides by maxChunk, so an image's gradient does not
 // depend on how many share its pass.
 func fisherBatch(net *models.Net, from int) int {

@@ -36,7 +36,7 @@ Examples:
   brecq eval --model my.safetensors --json eval.json
 `)
 	nf := addNetFlags(fs, "safetensors checkpoint (PyTorch state_dict layout, or the quantized export of quantize/mixed --out)")
-	batch := fs.Int("batch", 0, "batch size (0: sized from the network's largest layer per image, brecq.EvalBatch: at most 500; 267 for ResNet-20 at 1×28×28, 14 for ResNet-18 at 3×224×224)")
+	batch := fs.Int("batch", 0, "batch size (0: sized from the network's largest layer per image, brecq.EvalBatch: at most 500; 133 for ResNet-20 at 1×28×28, 7 for ResNet-18 at 3×224×224)")
 	jsonOut := fs.String("json", "", "write a JSON record of the evaluation here")
 	if err := parseFlags(fs, args); err != nil {
 		return err
