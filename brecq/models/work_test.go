@@ -12,21 +12,24 @@ import (
 )
 
 // workOps records, for every layer the forward pass applies, the working set
-// ImageWorkBytes documents, from the shapes GoMLX gives the layer's input and
-// output nodes (batch 1).
+// ImageWorkBytes documents (peak: input, patches twice, output) and what
+// BackwardWorkBytes documents a backward pass keeps (sum: input, patches
+// once, output), from the shapes GoMLX gives the layer's input and output
+// nodes (batch 1).
 type workOps struct {
 	models.EvalOps
-	peak int64
+	peak, sum int64
 }
 
 func (o *workOps) Layer(l *models.Layer, x *graph.Node) *graph.Node {
 	y := o.EvalOps.Layer(l, x)
 	in, out := int64(x.Shape().Size()), int64(y.Shape().Size())
-	b := 4 * (in + out)
+	var patches int64
 	if l.Kind == models.Conv {
-		b += 4 * 2 * int64(l.Kernel*l.Kernel) * int64(x.Shape().Dimensions[0]) * out / int64(l.Out)
+		patches = 4 * int64(l.Kernel*l.Kernel) * int64(x.Shape().Dimensions[0]) * out / int64(l.Out)
 	}
-	o.peak = max(o.peak, b)
+	o.peak = max(o.peak, 4*(in+out)+2*patches)
+	o.sum += 4*(in+out) + patches
 	return y
 }
 
@@ -65,24 +68,6 @@ func TestImageWorkBytes(t *testing.T) {
 			})
 		}
 	}
-}
-
-// backOps sums, for every layer the forward pass applies, what
-// BackwardWorkBytes documents a backward pass keeps alive, from the shapes
-// GoMLX gives the layer's input and output nodes (batch 1).
-type backOps struct {
-	models.EvalOps
-	sum int64
-}
-
-func (o *backOps) Layer(l *models.Layer, x *graph.Node) *graph.Node {
-	y := o.EvalOps.Layer(l, x)
-	in, out := int64(x.Shape().Size()), int64(y.Shape().Size())
-	o.sum += 4 * (in + out)
-	if l.Kind == models.Conv {
-		o.sum += 4 * int64(l.Kernel*l.Kernel) * int64(x.Shape().Dimensions[0]) * out / int64(l.Out)
-	}
-	return y
 }
 
 // TestBackwardWorkBytes: the host-side sum agrees with the built graph's
@@ -126,7 +111,7 @@ func TestBackwardWorkBytes(t *testing.T) {
 					}
 					x := graph.Parameter(g, "x", shapes.Make(dtypes.Float32, 1, 3, size, size))
 					h := net.ForwardRange(&models.EvalOps{P: gp}, models.ToCNHW(x), 0, from)
-					ops := &backOps{EvalOps: models.EvalOps{P: gp}}
+					ops := &workOps{EvalOps: models.EvalOps{P: gp}}
 					net.ForwardRange(ops, h, from, nb)
 					if got := net.BackwardWorkBytes(from, nb); got != ops.sum {
 						t.Errorf("BackwardWorkBytes(%d, %d) = %d, the graph's shapes give %d", from, nb, got, ops.sum)
