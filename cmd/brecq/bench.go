@@ -158,24 +158,36 @@ Examples:
 			rec.PeakRSSKB = kb
 		}
 	}
+	// ownPeak runs fn and returns the peak resident memory (MB) of fn alone:
+	// the memory of earlier work is released and the high-water mark reset
+	// first (0 where that is not possible).
+	ownPeak := func(fn func() error) (float64, error) {
+		notePeak()
+		releaseMemory()
+		reset := resetPeakRSS()
+		if err := fn(); err != nil {
+			return 0, err
+		}
+		if kb, ok := peakRSSKB(); ok && reset {
+			return float64(kb) / 1024, nil
+		}
+		return 0, nil
+	}
 	quant := func(key string, opt brecq.Options) (BenchRun, error) {
 		if err := opt.Validate(); err != nil {
 			return BenchRun{}, fmt.Errorf("%s: %w", key, err)
 		}
 		fmt.Printf("timing %s: %s %s, W%dA%d, loss %s, %d/%d iterations per unit ... ", key, opt.Method, opt.Granularity,
 			opt.WBits, opt.ABits, opt.Loss, opt.WeightIters, opt.ActIters)
-		// Each calibration's own peak: the previous one's memory is released
-		// first, then the high-water mark is reset.
-		notePeak()
-		releaseMemory()
-		reset := resetPeakRSS()
-		run, err := timeCalibration(backend, net, params, calibT, opt)
+		var run BenchRun
+		peak, err := ownPeak(func() (err error) {
+			run, err = timeCalibration(backend, net, params, calibT, opt)
+			return err
+		})
 		if err != nil {
 			return run, fmt.Errorf("%s: %w", key, err)
 		}
-		if kb, ok := peakRSSKB(); ok && reset {
-			run.PeakRSSMB = float64(kb) / 1024
-		}
+		run.PeakRSSMB = peak
 		rec.Runs[key] = run
 		fmt.Printf("%.1f s, peak RSS %.0f MB (load %s)\n", run.Seconds, run.PeakRSSMB, loadAvg())
 		return run, nil
@@ -245,18 +257,16 @@ Examples:
 
 	// FP network: inference images/s at batch 256, one SGD step at batch 128.
 	fmt.Printf("timing the FP network (%g s each):\n", *fpSeconds)
-	notePeak()
-	releaseMemory()
-	fpReset := resetPeakRSS()
-	fwd, step, n256, err := timeFP(backend, net, params, ds, time.Duration(*fpSeconds*float64(time.Second)))
+	var fwd, step timing
+	var n256 int
+	fpPeakMB, err := ownPeak(func() (err error) {
+		fwd, step, n256, err = timeFP(backend, net, params, ds, time.Duration(*fpSeconds*float64(time.Second)))
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	var fpPeakMB float64
-	if kb, ok := peakRSSKB(); ok && fpReset {
-		fpPeakMB = float64(kb) / 1024
-		rec.FPPeakRSSMB = fpPeakMB
-	}
+	rec.FPPeakRSSMB = fpPeakMB
 	fmt.Printf("(load %s)\n", loadAvg())
 	add(BenchRow{Measure: "FP inference, batch 256", Unit: "images/s", Here: float64(n256) / fwd.Median.Seconds(),
 		Lo: float64(n256) / fwd.P90.Seconds(), Hi: float64(n256) / fwd.P10.Seconds()})
